@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// Makes a fresh clone on a fresh machine ready: npm dependencies (npm ci) and the Debian packages
+// the tests and the demo use (apt-get, when running as root). Used by `npm test`, `npm start` and
+// .ci/run; safe to run again (it only installs what is missing). Dependency-free on purpose.
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** Debian packages and the command each provides (checked on PATH). */
+export const SYSTEM_PACKAGES = [
+  { pkg: "mingw-w64", command: "x86_64-w64-mingw32-gcc", why: "protocol.h and driver cross-compilation" },
+  { pkg: "gcc", command: "gcc", why: "driver core, simulator, C tests" },
+  { pkg: "make", command: "make", why: "driver build" },
+];
+
+function onPath(cmd) {
+  return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
+}
+
+function log(msg) {
+  process.stderr.write(`[setup] ${msg}\n`);
+}
+
+export function ensureSystemPackages() {
+  const missing = SYSTEM_PACKAGES.filter((p) => !onPath(p.command));
+  if (missing.length === 0) return true;
+  const names = [...new Set(missing.map((p) => p.pkg))];
+  if (process.getuid?.() !== 0) {
+    log(`missing Debian packages: ${names.join(" ")}; run: sudo apt-get install -y ${names.join(" ")}`);
+    return false;
+  }
+  log(`installing Debian packages: ${names.join(" ")}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  let r = spawnSync("apt-get", ["install", "-y", "-qq", ...names], { stdio: "inherit", env });
+  if (r.status !== 0) {
+    spawnSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
+    r = spawnSync("apt-get", ["install", "-y", "-qq", ...names], { stdio: "inherit", env });
+  }
+  return r.status === 0 && SYSTEM_PACKAGES.every((p) => onPath(p.command));
+}
+
+export function ensureNodeModules() {
+  const marker = join(ROOT, "node_modules", ".bin", "tsx");
+  if (existsSync(marker)) return true;
+  log("node_modules missing: running npm ci");
+  const r = spawnSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: ROOT, stdio: "inherit" });
+  return r.status === 0;
+}
+
+export function ensureAll() {
+  const npmOk = ensureNodeModules();
+  const sysOk = ensureSystemPackages();
+  return npmOk && sysOk;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  process.exit(ensureAll() ? 0 : 1);
+}
