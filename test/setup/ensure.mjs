@@ -46,8 +46,19 @@ export function ensureNodeModules() {
   const marker = join(ROOT, "node_modules", ".bin", "tsx");
   if (existsSync(marker)) return true;
   log("node_modules missing: running npm ci");
-  const r = spawnSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: ROOT, stdio: "inherit" });
-  return r.status === 0;
+  return npmInstall();
+}
+
+/**
+ * npm ci, falling back to npm install (which keeps the lockfile's versions): the registry mirror
+ * of these machines lacks some other platforms' optional packages (e.g. @biomejs/cli-darwin-arm64),
+ * so the lockfile cannot list them and npm ci refuses it as "out of sync".
+ */
+export function npmInstall() {
+  const args = ["--no-audit", "--no-fund"];
+  if (spawnSync("npm", ["ci", ...args], { cwd: ROOT, stdio: "inherit" }).status === 0) return true;
+  log("npm ci refused the lockfile; installing the locked versions with npm install");
+  return spawnSync("npm", ["install", ...args], { cwd: ROOT, stdio: "inherit" }).status === 0;
 }
 
 export function ensureAll() {
@@ -57,5 +68,7 @@ export function ensureAll() {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  process.exit(ensureAll() ? 0 : 1);
+  const fresh = process.argv.includes("--npm-ci");
+  const ok = (fresh ? npmInstall() : ensureNodeModules()) && ensureSystemPackages();
+  process.exit(ok ? 0 : 1);
 }
