@@ -1,0 +1,84 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ConfigError, driverConfigOf, envName, KEYS, loadConfig } from "./config.js";
+
+const dir = mkdtempSync(join(tmpdir(), "agentsh-config-"));
+const file = (name: string, text: string) => {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+};
+const problems = (fn: () => unknown): string[] => {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as ConfigError).problems;
+  }
+  throw new Error("no error");
+};
+
+describe("broker config", () => {
+  it("has a default for everything and derives a budget shorter than the driver timeout", () => {
+    const c = loadConfig(undefined, {});
+    expect(c.driver.timeoutMs).toBe(5000);
+    expect(c.server.budgetMs).toBe(4500);
+    expect(c.server.failMode).toBe("closed");
+    expect(c.driver.failMode).toBe("open");
+    expect(driverConfigOf(c)).toMatchObject({
+      failMode: 0,
+      policyQueryTimeoutMs: 5000,
+      cacheMaxEntries: 4096,
+    });
+  });
+
+  it("reads YAML and lets the environment win", () => {
+    const p = file(
+      "a.yaml",
+      "server:\n  addresses: [10.0.0.1:7443, 10.0.0.2:7443]\n  fail_mode: open\ndriver:\n  timeout_ms: 1000\n",
+    );
+    const c = loadConfig(p, { AGENTSH_SERVER_FAIL_MODE: "closed", AGENTSH_DRIVER_READERS: "8" });
+    expect(c.server.addresses).toEqual(["10.0.0.1:7443", "10.0.0.2:7443"]);
+    expect(c.server.failMode).toBe("closed");
+    expect(c.driver.readers).toBe(8);
+    expect(c.server.budgetMs).toBe(900);
+  });
+
+  it("names the key, the value and the place of every problem", () => {
+    const p = file(
+      "b.yaml",
+      "server:\n  fail_mode: sometimes\n  streams: 0\ndriver:\n  timeout_ms: 99\n  colour: blue\n",
+    );
+    const ps = problems(() => loadConfig(p, { AGENTSH_DRIVER_READERS: "many" }));
+    expect(ps).toContainEqual(
+      expect.stringMatching(
+        /b\.yaml:2:\d+: server\.fail_mode must be one of open \| closed, got "sometimes"/,
+      ),
+    );
+    expect(ps).toContainEqual(expect.stringMatching(/server\.streams must be within 1\.\.64, got 0/));
+    expect(ps).toContainEqual(
+      expect.stringMatching(/driver\.timeout_ms must be within 100\.\.60000, got 99/),
+    );
+    expect(ps).toContainEqual(expect.stringMatching(/b\.yaml:6:\d+: unknown key "driver\.colour"/));
+    expect(ps).toContainEqual(
+      expect.stringMatching(/environment AGENTSH_DRIVER_READERS: driver\.readers must be an integer/),
+    );
+  });
+
+  it("refuses a budget that is not shorter than the driver's timeout", () => {
+    expect(problems(() => loadConfig(undefined, { AGENTSH_SERVER_BUDGET_MS: "5000" }))).toContainEqual(
+      expect.stringMatching(/budget_ms \(5000\) must be shorter than driver\.timeout_ms \(5000\)/),
+    );
+  });
+
+  it("reports YAML syntax errors with line and column, and unreadable files", () => {
+    expect(problems(() => loadConfig(file("c.yaml", "server: [\n"), {}))[0]).toMatch(/c\.yaml:\d+:\d+/);
+    expect(problems(() => loadConfig(join(dir, "missing.yaml"), {}))[0]).toMatch(/cannot read/);
+  });
+
+  it("every key has an environment name", () => {
+    for (const k of KEYS) expect(envName(k.path)).toMatch(/^AGENTSH_[A-Z_]+$/);
+  });
+});

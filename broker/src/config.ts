@@ -1,0 +1,358 @@
+// Broker configuration: one YAML file plus environment variables (the environment wins), parsed and
+// validated in one place. Every key has an environment name derived from its path
+// (server.fail_mode -> AGENTSH_SERVER_FAIL_MODE). Errors name the key and where the value came from.
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { isMap, LineCounter, parseDocument } from "yaml";
+import { ConfigLimits, FailMode } from "./port/protocol.js";
+
+type Kind = "int" | "string" | "list" | "enum" | "bool";
+interface KeySpec {
+  path: string;
+  kind: Kind;
+  def: unknown;
+  min?: number;
+  max?: number;
+  values?: readonly string[];
+  help: string;
+}
+
+const L = ConfigLimits;
+const DEFAULT_SOCKET =
+  process.platform === "win32" ? "\\\\.\\pipe\\agentsh-broker" : "/tmp/agentsh-broker.sock";
+
+export const KEYS: readonly KeySpec[] = [
+  {
+    path: "server.addresses",
+    kind: "list",
+    def: ["127.0.0.1:7443"],
+    help: "policy-server replicas (host:port list or dns:///name:port)",
+  },
+  {
+    path: "server.tls.ca",
+    kind: "string",
+    def: "",
+    help: "CA bundle (PEM) to verify the servers; plaintext h2c when no TLS file is set",
+  },
+  { path: "server.tls.cert", kind: "string", def: "", help: "client certificate (PEM) for mutual TLS" },
+  { path: "server.tls.key", kind: "string", def: "", help: "client key (PEM) for mutual TLS" },
+  {
+    path: "server.fail_mode",
+    kind: "enum",
+    def: "closed",
+    values: ["open", "closed"],
+    help: "answer when no server can decide",
+  },
+  {
+    path: "server.budget_ms",
+    kind: "int",
+    def: 0,
+    min: 0,
+    max: 59_000,
+    help: "deadline per check; 0 = driver timeout minus a margin",
+  },
+  { path: "server.streams", kind: "int", def: 4, min: 1, max: 64, help: "check streams kept open" },
+  {
+    path: "server.keepalive_ms",
+    kind: "int",
+    def: 10_000,
+    min: 1000,
+    max: 600_000,
+    help: "HTTP/2 keepalive ping interval",
+  },
+  {
+    path: "server.breaker.failures",
+    kind: "int",
+    def: 5,
+    min: 1,
+    max: 1000,
+    help: "consecutive failures that open the breaker",
+  },
+  {
+    path: "server.breaker.probe_interval_ms",
+    kind: "int",
+    def: 1000,
+    min: 50,
+    max: 60_000,
+    help: "probe interval while open",
+  },
+  {
+    path: "server.stale_if_error_ms",
+    kind: "int",
+    def: 0,
+    min: 0,
+    max: 86_400_000,
+    help: "reuse the last answer this long when the server is down (0 = off)",
+  },
+  {
+    path: "driver.library",
+    kind: "string",
+    def: "",
+    help: "fltlib ABI library (default fltlib.dll on Windows, the simulator's elsewhere)",
+  },
+  { path: "driver.port", kind: "string", def: "\\AgentshPort", help: "filter communication port name" },
+  {
+    path: "driver.readers",
+    kind: "int",
+    def: 4,
+    min: 1,
+    max: 64,
+    help: "FilterGetMessage calls kept outstanding",
+  },
+  {
+    path: "driver.fail_mode",
+    kind: "enum",
+    def: "open",
+    values: ["open", "closed"],
+    help: "driver's answer when the broker cannot",
+  },
+  {
+    path: "driver.timeout_ms",
+    kind: "int",
+    def: L.PolicyQueryTimeoutMs.default,
+    min: L.PolicyQueryTimeoutMs.min,
+    max: L.PolicyQueryTimeoutMs.max,
+    help: "driver's wait for the broker",
+  },
+  {
+    path: "driver.max_consecutive_failures",
+    kind: "int",
+    def: L.MaxConsecutiveFailures.default,
+    min: L.MaxConsecutiveFailures.min,
+    max: L.MaxConsecutiveFailures.max,
+    help: "failures before the driver answers by fail mode",
+  },
+  {
+    path: "driver.cache_max_entries",
+    kind: "int",
+    def: L.CacheMaxEntries.default,
+    min: L.CacheMaxEntries.min,
+    max: L.CacheMaxEntries.max,
+    help: "driver decision cache capacity",
+  },
+  {
+    path: "driver.cache_default_ttl_ms",
+    kind: "int",
+    def: L.CacheDefaultTTLMs.default,
+    min: L.CacheDefaultTTLMs.min,
+    max: L.CacheDefaultTTLMs.max,
+    help: "TTL when the answer asks for the default",
+  },
+  {
+    path: "driver.cache_max_ttl_ms",
+    kind: "int",
+    def: L.CacheMaxTTLMs.default,
+    min: L.CacheMaxTTLMs.min,
+    max: L.CacheMaxTTLMs.max,
+    help: "cap on any answer's TTL",
+  },
+  {
+    path: "driver.probe_interval_ms",
+    kind: "int",
+    def: L.ProbeIntervalMs.default,
+    min: L.ProbeIntervalMs.min,
+    max: L.ProbeIntervalMs.max,
+    help: "driver's probe interval while failing",
+  },
+  {
+    path: "api.socket",
+    kind: "string",
+    def: DEFAULT_SOCKET,
+    help: "local sessions API (Unix socket / named pipe)",
+  },
+  {
+    path: "state_file",
+    kind: "string",
+    def: "",
+    help: "where registered sessions are kept across restarts (empty = memory only)",
+  },
+  {
+    path: "host",
+    kind: "string",
+    def: "",
+    help: "host name reported to the server (default: this machine's)",
+  },
+];
+
+export const envName = (path: string) => `AGENTSH_${path.replace(/\./g, "_").toUpperCase()}`;
+
+export interface BrokerConfig {
+  server: {
+    addresses: string[];
+    tls: { ca: string; cert: string; key: string };
+    failMode: "open" | "closed";
+    budgetMs: number;
+    streams: number;
+    keepaliveMs: number;
+    breaker: { failures: number; probeIntervalMs: number };
+    staleIfErrorMs: number;
+  };
+  driver: {
+    library: string;
+    port: string;
+    readers: number;
+    failMode: "open" | "closed";
+    timeoutMs: number;
+    maxConsecutiveFailures: number;
+    cacheMaxEntries: number;
+    cacheDefaultTtlMs: number;
+    cacheMaxTtlMs: number;
+    probeIntervalMs: number;
+  };
+  api: { socket: string };
+  stateFile: string;
+  host: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(readonly problems: string[]) {
+    super(`invalid broker configuration:\n  ${problems.join("\n  ")}`);
+  }
+}
+
+const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** Loads and validates. `file` may be undefined (defaults + environment only). */
+export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env): BrokerConfig {
+  const problems: string[] = [];
+  const raw = new Map<string, { value: unknown; where: string }>();
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (e) {
+      throw new ConfigError([`${file}: cannot read: ${(e as Error).message}`]);
+    }
+    const lc = new LineCounter();
+    const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+    for (const err of doc.errors) {
+      const p = lc.linePos(err.pos[0]);
+      problems.push(`${file}:${p.line}:${p.col}: ${err.message.split("\n")[0]}`);
+    }
+    if (!doc.errors.length && doc.contents !== null) {
+      if (!isMap(doc.contents)) problems.push(`${file}: the top level must be a mapping of keys`);
+      else
+        walk(doc.contents, "", (path, value, pos) => {
+          const at = pos !== undefined ? lc.linePos(pos) : undefined;
+          const where = at ? `${file}:${at.line}:${at.col}` : file;
+          if (!KEYS.some((k) => k.path === path)) problems.push(`${where}: unknown key "${path}"`);
+          else raw.set(path, { value, where });
+        });
+    }
+  }
+  for (const k of KEYS) {
+    const name = envName(k.path);
+    const v = env[name];
+    if (v !== undefined && v !== "") raw.set(k.path, { value: v, where: `environment ${name}` });
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of KEYS) {
+    const r = raw.get(k.path);
+    const value = r ? coerce(k, r.value, r.where, problems) : k.def;
+    setPath(out, k.path.split(".").map(camel), value);
+  }
+  const cfg = out as unknown as BrokerConfig;
+  if (!cfg.host) cfg.host = hostname();
+  const budget = cfg.server.budgetMs;
+  const timeout = cfg.driver.timeoutMs;
+  if (budget === 0) cfg.server.budgetMs = Math.max(50, timeout - Math.max(50, Math.ceil(timeout * 0.1)));
+  else if (budget >= timeout) {
+    problems.push(
+      `server.budget_ms (${budget}) must be shorter than driver.timeout_ms (${timeout}): the broker must answer before the driver gives up`,
+    );
+  }
+  if (cfg.driver.cacheMaxTtlMs < cfg.driver.cacheDefaultTtlMs) {
+    problems.push(
+      `driver.cache_max_ttl_ms (${cfg.driver.cacheMaxTtlMs}) must be >= driver.cache_default_ttl_ms (${cfg.driver.cacheDefaultTtlMs})`,
+    );
+  }
+  if (cfg.server.addresses.length === 0)
+    problems.push("server.addresses: at least one policy server is required");
+  const tls = cfg.server.tls;
+  if ((tls.cert === "") !== (tls.key === "")) problems.push("server.tls.cert and server.tls.key go together");
+  if (problems.length) throw new ConfigError(problems);
+  return cfg;
+}
+
+/** The driver config (SET_CONFIG) the broker pushes at every connect. */
+export function driverConfigOf(cfg: BrokerConfig) {
+  const d = cfg.driver;
+  return {
+    failMode: d.failMode === "open" ? FailMode.OPEN : FailMode.CLOSED,
+    policyQueryTimeoutMs: d.timeoutMs,
+    maxConsecutiveFailures: d.maxConsecutiveFailures,
+    cacheMaxEntries: d.cacheMaxEntries,
+    cacheDefaultTTLMs: d.cacheDefaultTtlMs,
+    cacheMaxTTLMs: d.cacheMaxTtlMs,
+    probeIntervalMs: d.probeIntervalMs,
+    flags: 0,
+  };
+}
+
+function walk(
+  node: unknown,
+  prefix: string,
+  visit: (path: string, value: unknown, pos?: number) => void,
+): void {
+  const map = node as { items: Array<{ key: { value: unknown; range?: number[] }; value: unknown }> };
+  for (const item of map.items) {
+    const key = String(item.key?.value);
+    const path = prefix ? `${prefix}.${key}` : key;
+    const v = item.value as { range?: number[]; toJSON?: () => unknown } | null;
+    if (isMap(v) && !KEYS.some((k) => k.path === path)) walk(v, path, visit);
+    else visit(path, v && typeof v.toJSON === "function" ? v.toJSON() : v, item.key?.range?.[0]);
+  }
+}
+
+function coerce(k: KeySpec, value: unknown, where: string, problems: string[]): unknown {
+  const bad = (why: string) => {
+    problems.push(`${where}: ${k.path} ${why}`);
+    return k.def;
+  };
+  switch (k.kind) {
+    case "int": {
+      const n = typeof value === "string" ? Number(value.trim()) : value;
+      if (typeof n !== "number" || !Number.isInteger(n))
+        return bad(`must be an integer, got ${JSON.stringify(value)}`);
+      if ((k.min !== undefined && n < k.min) || (k.max !== undefined && n > k.max)) {
+        return bad(`must be within ${k.min}..${k.max}, got ${n}`);
+      }
+      return n;
+    }
+    case "enum": {
+      const s = String(value).trim().toLowerCase();
+      if (!k.values!.includes(s))
+        return bad(`must be one of ${k.values!.join(" | ")}, got ${JSON.stringify(value)}`);
+      return s;
+    }
+    case "list": {
+      const list = Array.isArray(value)
+        ? value.map(String)
+        : typeof value === "string"
+          ? value.split(",")
+          : null;
+      if (!list) return bad(`must be a list or a comma-separated string, got ${JSON.stringify(value)}`);
+      return list.map((s) => s.trim()).filter(Boolean);
+    }
+    case "bool": {
+      if (typeof value === "boolean") return value;
+      if (/^(true|1|yes)$/i.test(String(value))) return true;
+      if (/^(false|0|no)$/i.test(String(value))) return false;
+      return bad(`must be true or false, got ${JSON.stringify(value)}`);
+    }
+    default:
+      if (typeof value !== "string" && typeof value !== "number")
+        return bad(`must be a string, got ${JSON.stringify(value)}`);
+      return String(value);
+  }
+}
+
+function setPath(obj: Record<string, unknown>, parts: string[], value: unknown): void {
+  let o = obj;
+  for (const p of parts.slice(0, -1)) {
+    o[p] ??= {};
+    o = o[p] as Record<string, unknown>;
+  }
+  o[parts.at(-1)!] = value;
+}

@@ -1,0 +1,87 @@
+// The fltlib.dll ABI through koffi: fltlib.dll (and kernel32.dll) on Windows, the simulator's
+// libfltsim.so elsewhere (same exported names and C signatures). HANDLEs are passed as uintptr_t so
+// that reader threads can share them as plain numbers.
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import koffi from "koffi";
+
+export interface FltLib {
+  /** Path of the library that was loaded. */
+  readonly path: string;
+  connect(portName: string, context: Buffer): { hr: number; handle: bigint };
+  send(handle: bigint, input: Buffer, output: Buffer | null): { hr: number; bytesReturned: number };
+  reply(handle: bigint, reply: Buffer): number;
+  close(handle: bigint): number;
+  /** Unblocks readers before close (CancelIoEx on Windows; the simulator's close does it). */
+  cancel(handle: bigint): void;
+  /** QueryDosDeviceW("C:") -> ["\\Device\\HarddiskVolume3"], [] when unknown. */
+  queryDosDevice(drive: string): string[];
+}
+
+export const DEFAULT_SIM_LIBRARY = resolve(import.meta.dirname, "../../../driver/build/libfltsim.so");
+
+/** Where the fltlib ABI comes from: AGENTSH_FLTLIB, else fltlib.dll on Windows, else the simulator. */
+export function fltLibPath(explicit?: string): string {
+  if (explicit) return explicit;
+  if (process.env.AGENTSH_FLTLIB) return process.env.AGENTSH_FLTLIB;
+  return process.platform === "win32" ? "fltlib.dll" : DEFAULT_SIM_LIBRARY;
+}
+
+/** The koffi prototypes, shared with the reader worker (port-reader.worker.mjs declares the same). */
+export const PROTOTYPES = {
+  connect:
+    "int32_t FilterConnectCommunicationPort(const char16_t *lpPortName, uint32_t dwOptions, const void *lpContext, uint16_t wSizeOfContext, void *lpSecurityAttributes, _Out_ uintptr_t *hPort)",
+  get: "int32_t FilterGetMessage(uintptr_t hPort, void *lpMessageBuffer, uint32_t dwMessageBufferSize, void *lpOverlapped)",
+  reply: "int32_t FilterReplyMessage(uintptr_t hPort, const void *lpReplyBuffer, uint32_t dwReplyBufferSize)",
+  send: "int32_t FilterSendMessage(uintptr_t hPort, const void *lpInBuffer, uint32_t dwInBufferSize, void *lpOutBuffer, uint32_t dwOutBufferSize, _Out_ uint32_t *lpBytesReturned)",
+  close: "int32_t FilterClose(uintptr_t hPort)",
+  queryDosDevice:
+    "uint32_t QueryDosDeviceW(const char16_t *lpDeviceName, void *lpTargetPath, uint32_t ucchMax)",
+  cancelIoEx: "int32_t CancelIoEx(uintptr_t hFile, void *lpOverlapped)",
+} as const;
+
+export function loadFltLib(path = fltLibPath()): FltLib {
+  if (path.includes("/") && !existsSync(path)) {
+    throw new Error(`fltlib ABI library not found at ${path} (build the simulator with: make -C driver)`);
+  }
+  const lib = koffi.load(path);
+  const kernel32 = process.platform === "win32" ? koffi.load("kernel32.dll") : null;
+  const connect = lib.func(PROTOTYPES.connect);
+  const send = lib.func(PROTOTYPES.send);
+  const reply = lib.func(PROTOTYPES.reply);
+  const close = lib.func(PROTOTYPES.close);
+  const qdd = (kernel32 ?? lib).func(PROTOTYPES.queryDosDevice);
+  const cancelIoEx = kernel32?.func(PROTOTYPES.cancelIoEx);
+  const toHandle = (h: bigint) => h;
+  return {
+    path,
+    connect(portName, context) {
+      const out = [0n];
+      const hr = connect(portName, 0, context, context.length, null, out) as number;
+      return { hr, handle: BigInt(out[0] as number | bigint) };
+    },
+    send(handle, input, output) {
+      const bytes = [0];
+      const hr = send(toHandle(handle), input, input.length, output, output?.length ?? 0, bytes) as number;
+      return { hr, bytesReturned: bytes[0] as number };
+    },
+    reply(handle, buf) {
+      return reply(toHandle(handle), buf, buf.length) as number;
+    },
+    close(handle) {
+      return close(toHandle(handle)) as number;
+    },
+    cancel(handle) {
+      cancelIoEx?.(toHandle(handle), null);
+    },
+    queryDosDevice(drive) {
+      const buf = Buffer.alloc(2 * 1024);
+      const n = qdd(drive, buf, 1024) as number;
+      if (!n) return [];
+      return buf
+        .toString("utf16le", 0, 2 * n)
+        .split("\u0000")
+        .filter((s) => s.length > 0);
+    },
+  };
+}
