@@ -1,0 +1,526 @@
+/*
+ * sim_port.c - emulation of the minifilter communication port (FltCreateCommunicationPort with
+ * MaxConnections = 1) for libfltsim clients, with FltSendMessage semantics:
+ *
+ *   - a message is delivered only to a pending FilterGetMessage; if none is pending it waits in the
+ *     port queue for the next one; the sender's timeout covers queueing and the reply wait;
+ *   - no reply within the timeout -> STATUS_TIMEOUT (the message is withdrawn: a reply arriving later
+ *     gets ERROR_FLT_NO_WAITER_FOR_REPLY from FilterReplyMessage);
+ *   - the client goes away (main connection EOF or FilterClose) -> every queued or waiting send fails
+ *     with STATUS_PORT_DISCONNECTED and blocked FilterGetMessage calls are aborted;
+ *   - a reply longer than the sender's reply buffer -> the sender gets STATUS_BUFFER_OVERFLOW;
+ *   - notifications (no reply buffer) complete when delivered;
+ *   - a connection context is checked by the core (magic, version); a second client is refused
+ *     (STATUS_CONNECTION_COUNT_LIMIT);
+ *   - FilterSendMessage input goes through AgentshCoreDispatch, exactly like MessageNotify.
+ *
+ * Threads: one accept thread, one thread per client connection (main or aux).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include "sim_port.h"
+#include "sim_wire.h"
+
+#define SIM_MSG_QUEUED    0
+#define SIM_MSG_DELIVERED 1
+#define SIM_MSG_DONE      2
+
+struct SIM_MSG {
+    SIM_MSG *Next;
+    uint64_t Id;
+    const uint8_t *Data;
+    uint32_t Size;
+    uint8_t *Reply;       /* NULL: notification */
+    uint32_t ReplyCap;
+    uint32_t ReplyLen;
+    NTSTATUS Status;
+    int State;
+    pthread_cond_t Cv;
+};
+
+static int WriteAll(int fd, const void *buf, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)buf;
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int ReadAll(int fd, void *buf, size_t n)
+{
+    uint8_t *p = (uint8_t *)buf;
+    while (n > 0) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static int Respond(int fd, int32_t hr, uint64_t arg, const void *payload, uint32_t len)
+{
+    SIMW_HEADER h = { (uint32_t)hr, len, arg };
+    if (WriteAll(fd, &h, sizeof(h)) != 0) return -1;
+    return len ? WriteAll(fd, payload, len) : 0;
+}
+
+static void Unlink(SIM_MSG **head, SIM_MSG *m)
+{
+    SIM_MSG **pp;
+    for (pp = head; *pp; pp = &(*pp)->Next) {
+        if (*pp == m) {
+            *pp = m->Next;
+            m->Next = NULL;
+            return;
+        }
+    }
+}
+
+static SIM_MSG *FindById(SIM_MSG *head, uint64_t id)
+{
+    for (; head; head = head->Next) if (head->Id == id) return head;
+    return NULL;
+}
+
+static void QueueRemove(SIM_PORT *P, SIM_MSG *m)
+{
+    SIM_MSG *prev = NULL, *x;
+    for (x = P->QHead; x; prev = x, x = x->Next) {
+        if (x == m) {
+            if (prev) prev->Next = m->Next; else P->QHead = m->Next;
+            if (P->QTail == m) P->QTail = prev;
+            m->Next = NULL;
+            return;
+        }
+    }
+}
+
+static void Deadline(struct timespec *ts, uint32_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000u;
+    ts->tv_nsec += (long)(ms % 1000u) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+NTSTATUS SimPortSend(void *Context, const void *Message, UINT32 MessageSize, void *Reply, UINT32 *ReplyLength,
+                     UINT32 TimeoutMs)
+{
+    SIM_PORT *P = (SIM_PORT *)Context;
+    SIM_MSG m;
+    pthread_condattr_t ca;
+    struct timespec deadline;
+    NTSTATUS status;
+
+    memset(&m, 0, sizeof(m));
+    m.Data = (const uint8_t *)Message;
+    m.Size = MessageSize;
+    m.Reply = (uint8_t *)Reply;
+    m.ReplyCap = (Reply && ReplyLength) ? *ReplyLength : 0;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m.Cv, &ca);
+    pthread_condattr_destroy(&ca);
+    Deadline(&deadline, TimeoutMs);
+
+    pthread_mutex_lock(&P->Mu);
+    if (!P->Connected) {
+        pthread_mutex_unlock(&P->Mu);
+        pthread_cond_destroy(&m.Cv);
+        if (ReplyLength) *ReplyLength = 0;
+        return STATUS_PORT_DISCONNECTED;
+    }
+    m.Id = ++P->NextMessageId;
+    m.State = SIM_MSG_QUEUED;
+    if (P->QTail) P->QTail->Next = &m; else P->QHead = &m;
+    P->QTail = &m;
+    pthread_cond_signal(&P->GetCv);
+    while (m.State != SIM_MSG_DONE) {
+        int rc = pthread_cond_timedwait(&m.Cv, &P->Mu, &deadline);
+        if (rc == ETIMEDOUT && m.State != SIM_MSG_DONE) {
+            if (m.State == SIM_MSG_QUEUED) QueueRemove(P, &m); else Unlink(&P->Waiting, &m);
+            m.State = SIM_MSG_DONE;
+            m.Status = STATUS_TIMEOUT;
+            m.ReplyLen = 0;
+            P->Timeouts++;
+        }
+    }
+    status = m.Status;
+    if (ReplyLength) *ReplyLength = m.ReplyLen;
+    pthread_mutex_unlock(&P->Mu);
+    pthread_cond_destroy(&m.Cv);
+    return status;
+}
+
+static void FailAllLocked(SIM_PORT *P, NTSTATUS status)
+{
+    SIM_MSG *m;
+    while ((m = P->QHead) != NULL) {
+        P->QHead = m->Next;
+        m->Next = NULL;
+        m->State = SIM_MSG_DONE;
+        m->Status = status;
+        m->ReplyLen = 0;
+        pthread_cond_signal(&m->Cv);
+    }
+    P->QTail = NULL;
+    while ((m = P->Waiting) != NULL) {
+        P->Waiting = m->Next;
+        m->Next = NULL;
+        m->State = SIM_MSG_DONE;
+        m->Status = status;
+        m->ReplyLen = 0;
+        pthread_cond_signal(&m->Cv);
+    }
+}
+
+static void Disconnect(SIM_PORT *P, uint64_t generation)
+{
+    int was = 0;
+    pthread_mutex_lock(&P->Mu);
+    if (P->Connected && P->Generation == generation) {
+        P->Connected = 0;
+        P->Generation++;
+        P->ClientPid = 0;
+        P->Disconnects++;
+        FailAllLocked(P, STATUS_PORT_DISCONNECTED);
+        pthread_cond_broadcast(&P->GetCv);
+        was = 1;
+    }
+    pthread_mutex_unlock(&P->Mu);
+    if (was) AgentshCoreClientDisconnected(P->Core);
+}
+
+/* GET: blocks until a message is queued or the connection generation changes. */
+static int HandleGet(SIM_PORT *P, int fd, uint64_t generation, uint64_t capacity, uint8_t *buf)
+{
+    SIM_MSG *m;
+    FILTER_MESSAGE_HEADER fh;
+    uint32_t total;
+    uint64_t id;
+
+    pthread_mutex_lock(&P->Mu);
+    while (P->Connected && P->Generation == generation && P->QHead == NULL && !P->Stopping) {
+        pthread_cond_wait(&P->GetCv, &P->Mu);
+    }
+    if (!P->Connected || P->Generation != generation || P->Stopping) {
+        pthread_mutex_unlock(&P->Mu);
+        return Respond(fd, SIM_E_OPERATION_ABORTED, 0, NULL, 0);
+    }
+    m = P->QHead;
+    total = 16u + m->Size;
+    if (capacity < total) {
+        /* stays queued for a reader with a large enough buffer (or until the sender times out) */
+        pthread_cond_signal(&P->GetCv);
+        pthread_mutex_unlock(&P->Mu);
+        return Respond(fd, SIM_E_INSUFFICIENT_BUFFER, total, NULL, 0);
+    }
+    P->QHead = m->Next;
+    if (P->QHead == NULL) P->QTail = NULL;
+    m->Next = NULL;
+    memset(&fh, 0, sizeof(fh));
+    fh.ReplyLength = m->Reply ? m->ReplyCap : 0;
+    fh.MessageId = m->Id;
+    memcpy(buf, &fh, 16);
+    memcpy(buf + 16, m->Data, m->Size);
+    id = m->Id;
+    if (m->Reply) {
+        m->State = SIM_MSG_DELIVERED;
+        m->Next = P->Waiting;
+        P->Waiting = m;
+    } else {
+        m->State = SIM_MSG_DONE;
+        m->Status = STATUS_SUCCESS;
+        pthread_cond_signal(&m->Cv);
+    }
+    P->Delivered++;
+    if (P->QHead) pthread_cond_signal(&P->GetCv);
+    pthread_mutex_unlock(&P->Mu);
+
+    if (Respond(fd, SIM_S_OK, 0, buf, total) != 0) {
+        /* the reader vanished: give the message back to the queue if its sender still waits */
+        pthread_mutex_lock(&P->Mu);
+        m = FindById(P->Waiting, id);
+        if (m != NULL) {
+            Unlink(&P->Waiting, m);
+            m->State = SIM_MSG_QUEUED;
+            m->Next = P->QHead;
+            P->QHead = m;
+            if (P->QTail == NULL) P->QTail = m;
+            pthread_cond_signal(&P->GetCv);
+        }
+        pthread_mutex_unlock(&P->Mu);
+        return -1;
+    }
+    return 0;
+}
+
+static int HandleReply(SIM_PORT *P, int fd, uint64_t generation, const uint8_t *buf, uint32_t len)
+{
+    FILTER_REPLY_HEADER rh;
+    SIM_MSG *m;
+    uint32_t data;
+    if (len < 16) return Respond(fd, SIM_E_INVALIDARG, 0, NULL, 0);
+    memcpy(&rh, buf, 16);
+    data = len - 16;
+    pthread_mutex_lock(&P->Mu);
+    m = (P->Generation == generation) ? FindById(P->Waiting, rh.MessageId) : NULL;
+    if (m == NULL) {
+        P->LateReplies++;
+        pthread_mutex_unlock(&P->Mu);
+        return Respond(fd, SIM_E_FLT_NO_WAITER_FOR_REPLY, 0, NULL, 0);
+    }
+    Unlink(&P->Waiting, m);
+    if (data > m->ReplyCap) {
+        memcpy(m->Reply, buf + 16, m->ReplyCap);
+        m->ReplyLen = m->ReplyCap;
+        m->Status = (NTSTATUS)0x80000005L; /* STATUS_BUFFER_OVERFLOW */
+    } else {
+        memcpy(m->Reply, buf + 16, data);
+        m->ReplyLen = data;
+        m->Status = STATUS_SUCCESS;
+    }
+    m->State = SIM_MSG_DONE;
+    P->Replies++;
+    pthread_cond_signal(&m->Cv);
+    pthread_mutex_unlock(&P->Mu);
+    return Respond(fd, SIM_S_OK, 0, NULL, 0);
+}
+
+static int HandleSend(SIM_PORT *P, int fd, uint64_t outCap, const uint8_t *in, uint32_t len)
+{
+    uint8_t out[512];
+    UINT32 n = 0;
+    uint32_t cap = outCap > sizeof(out) ? (uint32_t)sizeof(out) : (uint32_t)outCap;
+    /* a private, exact-size copy: the core must not read past what the client sent */
+    uint8_t *copy = (uint8_t *)malloc(len ? len : 1);
+    NTSTATUS st;
+    if (copy == NULL) return Respond(fd, SIM_E_OUTOFMEMORY, 0, NULL, 0);
+    if (len) memcpy(copy, in, len);
+    st = AgentshCoreDispatch(P->Core, copy, len, cap ? out : NULL, cap, &n);
+    free(copy);
+    return Respond(fd, SimHresultFromNtStatus(st), 0, out, NT_SUCCESS(st) ? n : 0);
+}
+
+typedef struct { SIM_PORT *P; int Fd; } CONN;
+
+static void *ConnThread(void *arg)
+{
+    CONN c = *(CONN *)arg;
+    SIM_PORT *P = c.P;
+    uint8_t *buf = (uint8_t *)malloc(SIMW_MAX_PAYLOAD);
+    uint8_t *out = (uint8_t *)malloc(SIMW_MAX_PAYLOAD);
+    SIMW_HEADER h;
+    uint64_t generation = 0;
+    int attached = 0;
+    free(arg);
+    if (buf == NULL || out == NULL) goto done;
+
+    while (ReadAll(c.Fd, &h, sizeof(h)) == 0) {
+        if (h.Length > SIMW_MAX_PAYLOAD || (h.Length && ReadAll(c.Fd, buf, h.Length) != 0)) break;
+        if (h.Op == SIMW_OP_VOLUMES) {
+            if (Respond(c.Fd, SIM_S_OK, 0, P->Volumes, (uint32_t)strlen(P->Volumes)) != 0) break;
+            continue;
+        }
+        if (h.Op == SIMW_OP_CONNECT && !attached) {
+            struct ucred cred;
+            socklen_t cl = sizeof(cred);
+            NTSTATUS st = AgentshCoreValidateConnectContext(h.Length ? buf : NULL, h.Length);
+            uint64_t cookie = 0;
+            uint32_t pid = 0;
+            if (getsockopt(c.Fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) pid = (uint32_t)cred.pid;
+            pthread_mutex_lock(&P->Mu);
+            if (NT_SUCCESS(st) && P->Connected) st = STATUS_CONNECTION_COUNT_LIMIT;
+            if (NT_SUCCESS(st)) {
+                P->Connected = 1;
+                P->Generation++;
+                generation = P->Generation;
+                P->Cookie = ((uint64_t)rand() << 32) ^ (uint64_t)rand() ^ (generation << 48) ^ (uint64_t)time(NULL);
+                cookie = P->Cookie;
+                P->ClientPid = pid;
+                P->Connects++;
+            } else {
+                P->Refused++;
+            }
+            pthread_mutex_unlock(&P->Mu);
+            if (!NT_SUCCESS(st)) {
+                (void)Respond(c.Fd, SimHresultFromNtStatus(st), 0, NULL, 0);
+                break;
+            }
+            AgentshCoreClientConnected(P->Core, pid);
+            if (Respond(c.Fd, SIM_S_OK, cookie, NULL, 0) != 0) {
+                Disconnect(P, generation);
+                break;
+            }
+            /* the main connection carries nothing else: its end is the client's disconnect */
+            while (recv(c.Fd, buf, 64, 0) > 0) {
+            }
+            Disconnect(P, generation);
+            break;
+        }
+        if (h.Op == SIMW_OP_ATTACH && !attached) {
+            int ok;
+            pthread_mutex_lock(&P->Mu);
+            ok = P->Connected && P->Cookie == h.Arg;
+            generation = P->Generation;
+            pthread_mutex_unlock(&P->Mu);
+            if (!ok) {
+                (void)Respond(c.Fd, SIM_E_HANDLE, 0, NULL, 0);
+                break;
+            }
+            attached = 1;
+            if (Respond(c.Fd, SIM_S_OK, 0, NULL, 0) != 0) break;
+            continue;
+        }
+        if (!attached) {
+            (void)Respond(c.Fd, SIM_E_HANDLE, 0, NULL, 0);
+            break;
+        }
+        pthread_mutex_lock(&P->Mu);
+        attached = P->Connected && P->Generation == generation;
+        pthread_mutex_unlock(&P->Mu);
+        if (!attached) {
+            (void)Respond(c.Fd, SIM_E_HANDLE, 0, NULL, 0); /* an aux connection of a previous client */
+            break;
+        }
+        if (h.Op == SIMW_OP_GET) {
+            if (HandleGet(P, c.Fd, generation, h.Arg, out) != 0) break;
+        } else if (h.Op == SIMW_OP_REPLY) {
+            if (HandleReply(P, c.Fd, generation, buf, h.Length) != 0) break;
+        } else if (h.Op == SIMW_OP_SEND) {
+            if (HandleSend(P, c.Fd, h.Arg, buf, h.Length) != 0) break;
+        } else {
+            (void)Respond(c.Fd, SIM_E_INVALIDARG, 0, NULL, 0);
+            break;
+        }
+    }
+done:
+    free(buf);
+    free(out);
+    close(c.Fd);
+    return NULL;
+}
+
+static void *AcceptThread(void *arg)
+{
+    SIM_PORT *P = (SIM_PORT *)arg;
+    while (!P->Stopping) {
+        int fd = accept4(P->ListenFd, NULL, NULL, SOCK_CLOEXEC);
+        CONN *c;
+        pthread_t t;
+        pthread_attr_t a;
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (P->Stopping) break;
+            usleep(10000);
+            continue;
+        }
+        c = (CONN *)malloc(sizeof(*c));
+        if (c == NULL) {
+            close(fd);
+            continue;
+        }
+        c->P = P;
+        c->Fd = fd;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &a, ConnThread, c) != 0) {
+            close(fd);
+            free(c);
+        }
+        pthread_attr_destroy(&a);
+    }
+    return NULL;
+}
+
+int SimPortStart(SIM_PORT *P, AGENTSH_CORE *Core, const char *SocketPath, const char *Volumes)
+{
+    struct sockaddr_un a;
+    pthread_t t;
+    pthread_attr_t at;
+    memset(P, 0, sizeof(*P));
+    pthread_mutex_init(&P->Mu, NULL);
+    pthread_cond_init(&P->GetCv, NULL);
+    P->Core = Core;
+    snprintf(P->Path, sizeof(P->Path), "%s", SocketPath);
+    snprintf(P->Volumes, sizeof(P->Volumes), "%s", Volumes ? Volumes : "");
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    P->ListenFd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (P->ListenFd < 0) return -1;
+    memset(&a, 0, sizeof(a));
+    a.sun_family = AF_UNIX;
+    if (strlen(SocketPath) >= sizeof(a.sun_path)) return -1;
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", SocketPath);
+    unlink(SocketPath);
+    if (bind(P->ListenFd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(P->ListenFd, 128) != 0) {
+        close(P->ListenFd);
+        return -1;
+    }
+    chmod(SocketPath, 0600); /* the port's security descriptor: the owner only */
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &at, AcceptThread, P) != 0) {
+        pthread_attr_destroy(&at);
+        return -1;
+    }
+    pthread_attr_destroy(&at);
+    return 0;
+}
+
+void SimPortStop(SIM_PORT *P)
+{
+    pthread_mutex_lock(&P->Mu);
+    P->Stopping = 1;
+    P->Connected = 0;
+    P->Generation++;
+    FailAllLocked(P, STATUS_PORT_DISCONNECTED);
+    pthread_cond_broadcast(&P->GetCv);
+    pthread_mutex_unlock(&P->Mu);
+    shutdown(P->ListenFd, SHUT_RDWR);
+    close(P->ListenFd);
+    unlink(P->Path);
+}
+
+int SimPortConnected(SIM_PORT *P, uint32_t *ClientPid)
+{
+    int c;
+    pthread_mutex_lock(&P->Mu);
+    c = P->Connected;
+    if (ClientPid) *ClientPid = P->ClientPid;
+    pthread_mutex_unlock(&P->Mu);
+    return c;
+}
+
+void SimPortStats(SIM_PORT *P, uint64_t *Delivered, uint64_t *Replies, uint64_t *Late, uint64_t *Timeouts,
+                  uint64_t *Connects, uint64_t *Disconnects, uint64_t *Refused)
+{
+    pthread_mutex_lock(&P->Mu);
+    *Delivered = P->Delivered;
+    *Replies = P->Replies;
+    *Late = P->LateReplies;
+    *Timeouts = P->Timeouts;
+    *Connects = P->Connects;
+    *Disconnects = P->Disconnects;
+    *Refused = P->Refused;
+    pthread_mutex_unlock(&P->Mu);
+}

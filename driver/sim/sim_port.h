@@ -1,0 +1,38 @@
+/* sim_port.h - the simulator's filter communication port (server side of libfltsim). */
+#ifndef AGENTSH_SIM_PORT_H
+#define AGENTSH_SIM_PORT_H
+#include <pthread.h>
+#include <stdint.h>
+#include "agentsh_core.h"
+
+typedef struct SIM_MSG SIM_MSG;
+
+typedef struct SIM_PORT {
+    pthread_mutex_t Mu;
+    pthread_cond_t GetCv;
+    SIM_MSG *QHead, *QTail;     /* sent, not yet delivered to a FilterGetMessage */
+    SIM_MSG *Waiting;           /* delivered, waiting for FilterReplyMessage */
+    int Connected;
+    uint64_t Cookie;
+    uint64_t Generation;        /* bumped by every connect and disconnect */
+    uint32_t ClientPid;
+    uint64_t NextMessageId;
+    AGENTSH_CORE *Core;
+    int ListenFd;
+    volatile int Stopping;
+    char Path[108];
+    char Volumes[2048];         /* "C:=\Device\HarddiskVolume3\n..." served to QueryDosDeviceW */
+    /* counters */
+    uint64_t Delivered, Replies, LateReplies, Timeouts, Disconnects, Connects, Refused;
+} SIM_PORT;
+
+/* Creates the listening socket (unlinking a stale one) and starts the accept thread. */
+int SimPortStart(SIM_PORT *Port, AGENTSH_CORE *Core, const char *SocketPath, const char *Volumes);
+void SimPortStop(SIM_PORT *Port);
+/* The core's AGENTSH_SEND_FN: FltSendMessage semantics (see sim_port.c). */
+NTSTATUS SimPortSend(void *Context, const void *Message, UINT32 MessageSize, void *Reply, UINT32 *ReplyLength,
+                     UINT32 TimeoutMs);
+int SimPortConnected(SIM_PORT *Port, uint32_t *ClientPid);
+void SimPortStats(SIM_PORT *Port, uint64_t *Delivered, uint64_t *Replies, uint64_t *Late, uint64_t *Timeouts,
+                  uint64_t *Connects, uint64_t *Disconnects, uint64_t *Refused);
+#endif

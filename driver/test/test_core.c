@@ -1,0 +1,552 @@
+/* test_core.c - decisions, fail mode transitions, config validation, sessions, exclusion,
+ * dispatcher semantics, notifications. */
+#include "test.h"
+
+static void test_decide_sources_and_ttl(void)
+{
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    AGENTSH_VERDICT v;
+    AGENTSH_METRICS m;
+    CoreSetup(&core, &port);
+    v = DecideFile(&core, 999, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\a", NULL);
+    CHECK_EQ(v.Source, AGENTSH_SOURCE_UNTRACKED);
+    CHECK_EQ(v.Decision, DECISION_ALLOW);
+    CHECK_EQ(port.Calls, 0);
+    v = DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\a", NULL);
+    CHECK_EQ(v.Source, AGENTSH_SOURCE_BROKER);
+    CHECK_EQ(v.SessionToken, 7);
+    CHECK_EQ(port.LastType, MSG_POLICY_CHECK_FILE);
+    v = DecideFile(&core, 100, FILE_OP_WRITE, "\\DEVICE\\HarddiskVolume3\\A", NULL);
+    CHECK_EQ(v.Source, AGENTSH_SOURCE_CACHE);
+    CHECK_EQ(port.Calls, 1);
+    /* TTL_DEFAULT -> CacheDefaultTTLMs (5000) */
+    gFakeNow += 4999;
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\a", NULL).Source, AGENTSH_SOURCE_CACHE);
+    gFakeNow += 1;
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\a", NULL).Source, AGENTSH_SOURCE_BROKER);
+    /* a reply TTL above CacheMaxTTLMs is capped */
+    CHECK(SendConfig(&core, 0, 5000, 10, 4096, 1000, 2000, 1000) == STATUS_SUCCESS);
+    port.Ttl = 3600000;
+    port.Decision = DECISION_DENY;
+    v = DecideFile(&core, 100, FILE_OP_DELETE, "\\Device\\HarddiskVolume3\\b", NULL);
+    CHECK_EQ(v.Decision, DECISION_DENY);
+    gFakeNow += 1999;
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_DELETE, "\\Device\\HarddiskVolume3\\b", NULL).Source, AGENTSH_SOURCE_CACHE);
+    gFakeNow += 1;
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_DELETE, "\\Device\\HarddiskVolume3\\b", NULL).Source, AGENTSH_SOURCE_BROKER);
+    /* explicit small TTL honoured */
+    port.Ttl = 150;
+    DecideFile(&core, 100, FILE_OP_READ, "\\Device\\HarddiskVolume3\\c", NULL);
+    gFakeNow += 149;
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_READ, "\\Device\\HarddiskVolume3\\c", NULL).Source, AGENTSH_SOURCE_CACHE);
+    /* TTL_NO_CACHE: asked every time */
+    port.Ttl = AGENTSH_TTL_NO_CACHE;
+    DecideFile(&core, 100, FILE_OP_CREATE, "\\Device\\HarddiskVolume3\\d", NULL);
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_CREATE, "\\Device\\HarddiskVolume3\\d", NULL).Source, AGENTSH_SOURCE_BROKER);
+    /* PENDING: denied, never cached, counted */
+    port.Ttl = AGENTSH_TTL_DEFAULT;
+    port.Decision = DECISION_PENDING;
+    v = DecideReg(&core, 100, REG_OP_SET_VALUE, "\\REGISTRY\\MACHINE\\SOFTWARE\\Run", "evil");
+    CHECK_EQ(v.Decision, DECISION_DENY);
+    CHECK_EQ(v.RawDecision, DECISION_PENDING);
+    CHECK_EQ(port.LastType, MSG_POLICY_CHECK_REGISTRY);
+    v = DecideReg(&core, 100, REG_OP_SET_VALUE, "\\REGISTRY\\MACHINE\\SOFTWARE\\Run", "evil");
+    CHECK_EQ(v.Source, AGENTSH_SOURCE_BROKER);
+    /* registry key includes the value name */
+    port.Decision = DECISION_ALLOW;
+    DecideReg(&core, 100, REG_OP_SET_VALUE, "\\REGISTRY\\MACHINE\\SOFTWARE\\X", "a");
+    CHECK_EQ(DecideReg(&core, 100, REG_OP_SET_VALUE, "\\REGISTRY\\MACHINE\\SOFTWARE\\X", "b").Source, AGENTSH_SOURCE_BROKER);
+    CHECK_EQ(DecideReg(&core, 100, REG_OP_SET_VALUE, "\\registry\\machine\\software\\x", "A").Source, AGENTSH_SOURCE_CACHE);
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.PendingDecisions, 2);
+    CHECK_EQ(m.RegistryPolicyQueries, 4);
+    CHECK_EQ(m.FilePolicyQueries, 7);
+    CHECK_EQ(m.CacheHitCount, 5);
+    CHECK_EQ(m.AllowDecisions + m.DenyDecisions, 16); /* untracked not counted */
+    CHECK_EQ(m.FailModeDecisions, 0);
+    CoreTeardown(&core);
+}
+
+static void test_failmode_transitions(void)
+{
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    AGENTSH_VERDICT v;
+    AGENTSH_METRICS m;
+    int i;
+    CoreSetup(&core, &port);
+    CHECK(SendConfig(&core, FAIL_MODE_CLOSED, 100, 3, 4096, 5000, 3600000, 1000) == STATUS_SUCCESS);
+    /* a cached decision from before the outage */
+    DecideFile(&core, 100, FILE_OP_WRITE, "\\cached", NULL);
+    port.Mode = FAKE_TIMEOUT;
+    for (i = 0; i < 2; i++) {
+        v = DecideFile(&core, 100, FILE_OP_WRITE, "\\t", NULL);
+        CHECK_EQ(v.Source, AGENTSH_SOURCE_FAILMODE);
+        CHECK_EQ(v.Decision, DECISION_DENY);            /* closed */
+        CHECK_EQ(v.QueryStatus, STATUS_TIMEOUT);
+    }
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.FailState, FAIL_STATE_NORMAL);
+    CHECK_EQ(m.ConsecutiveFailures, 2);
+    v = DecideFile(&core, 100, FILE_OP_WRITE, "\\t", NULL);   /* third failure: threshold */
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.FailState, FAIL_STATE_FAILING);
+    CHECK_EQ(m.FailModeEntries, 1);
+    CHECK_EQ(m.PolicyQueryTimeouts, 3);
+    CHECK_EQ(m.PolicyQueryFailures, 3);
+    CHECK_EQ(port.Calls, 4);
+    /* FAILING: answered at once, no send, until the probe interval passes */
+    for (i = 0; i < 5; i++) {
+        v = DecideFile(&core, 100, FILE_OP_WRITE, "\\u", NULL);
+        CHECK_EQ(v.Source, AGENTSH_SOURCE_FAILMODE);
+    }
+    CHECK_EQ(port.Calls, 4);
+    /* cache still answers while failing */
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\cached", NULL).Source, AGENTSH_SOURCE_CACHE);
+    gFakeNow += 999;
+    DecideFile(&core, 100, FILE_OP_WRITE, "\\u", NULL);
+    CHECK_EQ(port.Calls, 4);
+    gFakeNow += 1;
+    v = DecideFile(&core, 100, FILE_OP_WRITE, "\\u", NULL);   /* the probe; fails */
+    CHECK_EQ(port.Calls, 5);
+    CHECK_EQ(v.Source, AGENTSH_SOURCE_FAILMODE);
+    DecideFile(&core, 100, FILE_OP_WRITE, "\\u", NULL);       /* next probe only after another interval */
+    CHECK_EQ(port.Calls, 5);
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.ProbeCount, 1);
+    CHECK_EQ(m.FailState, FAIL_STATE_FAILING);
+    CHECK_EQ(m.FailModeEntries, 1);
+    /* fail mode open answers allow */
+    CHECK(SendConfig(&core, FAIL_MODE_OPEN, 100, 3, 4096, 5000, 3600000, 1000) == STATUS_SUCCESS);
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\u", NULL).Decision, DECISION_ALLOW);
+    /* probe success -> NORMAL, counter reset, cache flushed */
+    port.Mode = FAKE_ANSWER;
+    port.Decision = DECISION_DENY;
+    gFakeNow += 1000;
+    v = DecideFile(&core, 100, FILE_OP_WRITE, "\\u", NULL);
+    CHECK_EQ(v.Source, AGENTSH_SOURCE_BROKER);
+    CHECK_EQ(v.Decision, DECISION_DENY);
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.FailState, FAIL_STATE_NORMAL);
+    CHECK_EQ(m.ConsecutiveFailures, 0);
+    CHECK_EQ(m.ProbeCount, 2);
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\cached", NULL).Source, AGENTSH_SOURCE_BROKER); /* flushed */
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\u", NULL).Source, AGENTSH_SOURCE_CACHE); /* probe answer cached */
+    CoreTeardown(&core);
+}
+
+static void test_failmode_failure_kinds(void)
+{
+    static const int modes[] = { FAKE_DISCONNECTED, FAKE_SHORT, FAKE_LONG, FAKE_WRONG_ID, FAKE_WRONG_TYPE,
+                                 FAKE_BAD_DECISION, FAKE_NONZERO_FLAGS, FAKE_ERROR_STATUS, FAKE_TIMEOUT };
+    unsigned i;
+    for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        AGENTSH_CORE core;
+        FAKE_PORT port;
+        AGENTSH_METRICS m;
+        AGENTSH_VERDICT v;
+        CoreSetup(&core, &port);
+        CHECK(SendConfig(&core, FAIL_MODE_CLOSED, 100, 1, 4096, 5000, 3600000, 1000) == STATUS_SUCCESS);
+        port.Mode = modes[i];
+        v = DecideFile(&core, 100, FILE_OP_WRITE, "\\f", NULL);
+        CHECK_EQ(v.Source, AGENTSH_SOURCE_FAILMODE);
+        CHECK_EQ(v.Decision, DECISION_DENY);
+        GetMetrics(&core, &m);
+        CHECK_EQ(m.PolicyQueryFailures, 1);
+        CHECK_EQ(m.PolicyQueryTimeouts, modes[i] == FAKE_TIMEOUT ? 1 : 0);
+        CHECK_EQ(m.FailState, FAIL_STATE_FAILING);
+        CHECK_EQ(m.CacheEntryCount, 0);
+        CoreTeardown(&core);
+    }
+}
+
+static void test_failmode_no_client_and_reconnect(void)
+{
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    AGENTSH_METRICS m;
+    AGENTSH_MESSAGE_HEADER shut = { MSG_SHUTDOWN, 16, 1 };
+    CoreSetup(&core, &port);
+    DecideFile(&core, 100, FILE_OP_WRITE, "\\keep", NULL);
+    AgentshCoreClientDisconnected(&core);
+    /* default fail mode is open; no send attempted, fail state untouched */
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\n", NULL).Decision, DECISION_ALLOW);
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\n", NULL).Source, AGENTSH_SOURCE_FAILMODE);
+    CHECK_EQ(port.Calls, 1);
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.ClientConnected, 0);
+    CHECK_EQ(m.FailState, FAIL_STATE_NORMAL);
+    CHECK_EQ(m.FailModeDecisions, 2);
+    CHECK_EQ(m.PolicyQueryFailures, 0);
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\keep", NULL).Source, AGENTSH_SOURCE_CACHE);
+    /* enter FAILING, then a reconnect resets it and flushes */
+    AgentshCoreClientConnected(&core, 1);
+    CHECK(SendConfig(&core, FAIL_MODE_OPEN, 100, 1, 4096, 5000, 3600000, 1000) == STATUS_SUCCESS);
+    port.Mode = FAKE_DISCONNECTED;
+    DecideFile(&core, 100, FILE_OP_WRITE, "\\z", NULL);
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.FailState, FAIL_STATE_FAILING);
+    AgentshCoreClientDisconnected(&core);
+    AgentshCoreClientConnected(&core, 2);
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.FailState, FAIL_STATE_NORMAL);
+    CHECK_EQ(m.ConsecutiveFailures, 0);
+    CHECK_EQ(m.CacheEntryCount, 0);
+    CHECK_EQ(m.ClientConnected, 1);
+    port.Mode = FAKE_ANSWER;
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\keep", NULL).Source, AGENTSH_SOURCE_BROKER);
+    /* SHUTDOWN: fail mode until the next connect */
+    CHECK(Dispatch(&core, &shut, sizeof(shut)) == STATUS_SUCCESS);
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\s", NULL).Source, AGENTSH_SOURCE_FAILMODE);
+    AgentshCoreClientConnected(&core, 3);
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\s", NULL).Source, AGENTSH_SOURCE_BROKER);
+    CoreTeardown(&core);
+}
+
+static void test_config_validation_boundaries(void)
+{
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    AGENTSH_CORE_CONFIG c;
+    AGENTSH_CONFIG msg;
+    struct { uint32_t f, t, mf, e, d, mx, p; NTSTATUS want; } cases[] = {
+        { 0, 100, 1, 100, 100, 100, 100, STATUS_SUCCESS },
+        { 1, 60000, 1000, 100000, 3600000, 3600000, 60000, STATUS_SUCCESS },
+        { 2, 5000, 10, 4096, 5000, 5000, 1000, STATUS_INVALID_PARAMETER },
+        { 0, 99, 10, 4096, 5000, 5000, 1000, STATUS_INVALID_PARAMETER },
+        { 0, 60001, 10, 4096, 5000, 5000, 1000, STATUS_INVALID_PARAMETER },
+        { 0, 5000, 0, 4096, 5000, 5000, 1000, STATUS_INVALID_PARAMETER },
+        { 0, 5000, 1001, 4096, 5000, 5000, 1000, STATUS_INVALID_PARAMETER },
+        { 0, 5000, 10, 99, 5000, 5000, 1000, STATUS_INVALID_PARAMETER },
+        { 0, 5000, 10, 100001, 5000, 5000, 1000, STATUS_INVALID_PARAMETER },
+        { 0, 5000, 10, 4096, 99, 5000, 1000, STATUS_INVALID_PARAMETER },
+        { 0, 5000, 10, 4096, 3600001, 3600001, 1000, STATUS_INVALID_PARAMETER },
+        { 0, 5000, 10, 4096, 5000, 99, 1000, STATUS_INVALID_PARAMETER },
+        { 0, 5000, 10, 4096, 5000, 3600001, 1000, STATUS_INVALID_PARAMETER },
+        { 0, 5000, 10, 4096, 5000, 4999, 1000, STATUS_INVALID_PARAMETER },   /* max < default */
+        { 0, 5000, 10, 4096, 5000, 5000, 99, STATUS_INVALID_PARAMETER },
+        { 0, 5000, 10, 4096, 5000, 5000, 60001, STATUS_INVALID_PARAMETER },
+    };
+    unsigned i;
+    CoreSetup(&core, &port);
+    AgentshCoreGetConfig(&core, &c);
+    CHECK_EQ(c.FailMode, FAIL_MODE_OPEN);
+    CHECK_EQ(c.PolicyQueryTimeoutMs, 5000);
+    CHECK_EQ(c.MaxConsecutiveFailures, 10);
+    CHECK_EQ(c.CacheMaxEntries, 4096);
+    CHECK_EQ(c.CacheDefaultTTLMs, 5000);
+    CHECK_EQ(c.CacheMaxTTLMs, 3600000);
+    CHECK_EQ(c.ProbeIntervalMs, 1000);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        AGENTSH_CORE_CONFIG before, after;
+        NTSTATUS st;
+        AgentshCoreGetConfig(&core, &before);
+        st = SendConfig(&core, cases[i].f, cases[i].t, cases[i].mf, cases[i].e, cases[i].d, cases[i].mx, cases[i].p);
+        if (st != cases[i].want) { printf("    case %u\n", i); }
+        CHECK_EQ(st, cases[i].want);
+        AgentshCoreGetConfig(&core, &after);
+        if (st == STATUS_SUCCESS) {
+            CHECK_EQ(after.CacheMaxEntries, cases[i].e);
+            CHECK_EQ(AgentshCacheCapacity(&core.Cache), cases[i].e);
+            CHECK_EQ(after.ProbeIntervalMs, cases[i].p);
+        } else {
+            CHECK(memcmp(&before, &after, sizeof(before)) == 0);   /* rejected whole */
+        }
+    }
+    /* reserved Flags and wrong sizes */
+    memset(&msg, 0, sizeof(msg));
+    msg.Header.Type = MSG_SET_CONFIG;
+    msg.Header.Size = sizeof(msg);
+    msg.PolicyQueryTimeoutMs = 5000; msg.MaxConsecutiveFailures = 10; msg.CacheMaxEntries = 4096;
+    msg.CacheDefaultTTLMs = 5000; msg.CacheMaxTTLMs = 5000; msg.ProbeIntervalMs = 1000;
+    CHECK(Dispatch(&core, &msg, sizeof(msg)) == STATUS_SUCCESS);
+    msg.Flags = 1;
+    CHECK(Dispatch(&core, &msg, sizeof(msg)) == STATUS_INVALID_PARAMETER);
+    msg.Flags = 0;
+    msg.Header.Size = 44;
+    CHECK(Dispatch(&core, &msg, 44) == STATUS_INVALID_PARAMETER);
+    msg.Header.Size = 48;
+    CHECK(Dispatch(&core, &msg, 47) == STATUS_INVALID_PARAMETER);   /* Size above bytes received */
+    CoreTeardown(&core);
+}
+
+static void test_session_inheritance_generations(void)
+{
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    AGENTSH_SESSION_REGISTER r;
+    AGENTSH_SESSION_UNREGISTER u;
+    AGENTSH_USTR img = U("\\Device\\HarddiskVolume3\\bin\\cl.exe");
+    AGENTSH_METRICS m;
+    UINT64 tok;
+    UINT32 root, count;
+    CoreSetup(&core, &port);
+    /* 100 -> 104 -> 108 -> 112 -> 116 (creator chain); 120 claims parent 116 but is created by 4 */
+    CHECK(AgentshCoreProcessCreated(&core, 104, 100, 100, &img));
+    CHECK(AgentshCoreProcessCreated(&core, 108, 104, 104, &img));
+    CHECK(AgentshCoreProcessCreated(&core, 112, 108, 4, &img));     /* spoofed parent, real creator */
+    CHECK(AgentshCoreProcessCreated(&core, 116, 112, 112, &img));
+    CHECK(!AgentshCoreProcessCreated(&core, 120, 4, 116, &img));    /* parent spoofed to a session pid */
+    CHECK(AgentshSessionLookupProcess(&core.Sessions, 116, &tok));
+    CHECK_EQ(tok, 7);
+    CHECK(!AgentshSessionLookupProcess(&core.Sessions, 120, NULL));
+    CHECK_EQ(DecideFile(&core, 120, FILE_OP_WRITE, "\\x", NULL).Source, AGENTSH_SOURCE_UNTRACKED);
+    CHECK_EQ(DecideFile(&core, 116, FILE_OP_WRITE, "\\x", NULL).Source, AGENTSH_SOURCE_BROKER);
+    /* a middle generation exits; its children stay in the session, its own children too */
+    CHECK(AgentshCoreProcessTerminated(&core, 108, 0));
+    CHECK(!AgentshSessionLookupProcess(&core.Sessions, 108, NULL));
+    CHECK(AgentshSessionLookupProcess(&core.Sessions, 112, NULL));
+    CHECK(!AgentshCoreProcessTerminated(&core, 108, 0));
+    CHECK(AgentshSessionQuery(&core.Sessions, 7, &root, &count));
+    CHECK_EQ(root, 100);
+    CHECK_EQ(count, 4);
+    /* a second session; a process of session 7 can't be registered as its root */
+    memset(&r, 0, sizeof(r));
+    r.Header.Type = MSG_REGISTER_SESSION;
+    r.Header.Size = sizeof(r);
+    r.SessionToken = 8;
+    r.RootProcessId = 112;
+    CHECK(Dispatch(&core, &r, sizeof(r)) == STATUS_OBJECT_NAME_COLLISION);
+    r.RootProcessId = 200;
+    CHECK(Dispatch(&core, &r, sizeof(r)) == STATUS_SUCCESS);
+    CHECK(Dispatch(&core, &r, sizeof(r)) == STATUS_SUCCESS);           /* idempotent */
+    r.RootProcessId = 204;
+    CHECK(Dispatch(&core, &r, sizeof(r)) == STATUS_OBJECT_NAME_COLLISION);
+    r.RootProcessId = 0;
+    CHECK(Dispatch(&core, &r, sizeof(r)) == STATUS_INVALID_PARAMETER);
+    r.RootProcessId = 300; r.SessionToken = 0;
+    CHECK(Dispatch(&core, &r, sizeof(r)) == STATUS_INVALID_PARAMETER);
+    r.SessionToken = 9; r.Flags = 1;
+    CHECK(Dispatch(&core, &r, sizeof(r)) == STATUS_INVALID_PARAMETER);
+    CHECK(AgentshCoreProcessCreated(&core, 204, 200, 200, &img));
+    DecideFile(&core, 204, FILE_OP_WRITE, "\\s8", NULL);
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.ActiveSessions, 2);
+    CHECK_EQ(m.TrackedProcesses, 6);
+    CHECK_EQ(m.CacheEntryCount, 2);
+    /* unregister removes the session, its processes and its cached decisions only */
+    memset(&u, 0, sizeof(u));
+    u.Header.Type = MSG_UNREGISTER_SESSION;
+    u.Header.Size = sizeof(u);
+    u.SessionToken = 7;
+    CHECK(Dispatch(&core, &u, sizeof(u)) == STATUS_SUCCESS);
+    CHECK(Dispatch(&core, &u, sizeof(u)) == STATUS_NOT_FOUND);
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.ActiveSessions, 1);
+    CHECK_EQ(m.TrackedProcesses, 2);
+    CHECK_EQ(m.CacheEntryCount, 1);
+    CHECK_EQ(DecideFile(&core, 116, FILE_OP_WRITE, "\\x", NULL).Source, AGENTSH_SOURCE_UNTRACKED);
+    CHECK_EQ(DecideFile(&core, 204, FILE_OP_WRITE, "\\s8", NULL).Source, AGENTSH_SOURCE_CACHE);
+    /* pid reuse: a tracked pid created again by an untracked creator leaves the session */
+    CHECK(!AgentshCoreProcessCreated(&core, 204, 4, 4, &img));
+    CHECK(!AgentshSessionLookupProcess(&core.Sessions, 204, NULL));
+    CoreTeardown(&core);
+}
+
+static void test_exclusion(void)
+{
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    AGENTSH_METRICS m;
+    uint8_t buf[24 + 4 * 70];
+    AGENTSH_EXCLUDE_PROCESS *e = (AGENTSH_EXCLUDE_PROCESS *)buf;
+    uint32_t *pids = (uint32_t *)(buf + 24);
+    uint32_t i;
+    CoreSetup(&core, &port);
+    memset(buf, 0, sizeof(buf));
+    e->Header.Type = MSG_EXCLUDE_PROCESS;
+    e->Action = EXCLUDE_ACTION_ADD;
+    e->Count = 2;
+    e->Header.Size = 24 + 8;
+    pids[0] = 100; pids[1] = 500;
+    CHECK(Dispatch(&core, buf, e->Header.Size) == STATUS_SUCCESS);
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\x", NULL).Source, AGENTSH_SOURCE_EXCLUDED);
+    CHECK(!AgentshCoreShouldCheck(&core, 100, NULL));
+    CHECK_EQ(port.Calls, 0);
+    e->Action = EXCLUDE_ACTION_ADD; e->Count = 1; e->Header.Size = 28; pids[0] = 600;
+    CHECK(Dispatch(&core, buf, 28) == STATUS_SUCCESS);
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.ExcludedProcesses, 3);
+    CHECK_EQ(m.ExcludedOperations, 2);
+    e->Action = EXCLUDE_ACTION_REMOVE; e->Count = 2; e->Header.Size = 32; pids[0] = 100; pids[1] = 12345;
+    CHECK(Dispatch(&core, buf, 32) == STATUS_SUCCESS);
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\x", NULL).Source, AGENTSH_SOURCE_BROKER);
+    CHECK_EQ(AgentshExclusionCount(&core.Exclusion), 2);
+    /* replace with 64 distinct pids, then adding one more is rejected whole */
+    e->Action = EXCLUDE_ACTION_REPLACE; e->Count = 64; e->Header.Size = 24 + 256;
+    for (i = 0; i < 64; i++) pids[i] = 1000 + 4 * i;
+    CHECK(Dispatch(&core, buf, e->Header.Size) == STATUS_SUCCESS);
+    CHECK_EQ(AgentshExclusionCount(&core.Exclusion), 64);
+    e->Action = EXCLUDE_ACTION_ADD; e->Count = 2; e->Header.Size = 32; pids[0] = 1000; pids[1] = 7;
+    CHECK(Dispatch(&core, buf, 32) == STATUS_INSUFFICIENT_RESOURCES);
+    CHECK_EQ(AgentshExclusionCount(&core.Exclusion), 64);
+    CHECK(!AgentshExclusionContains(&core.Exclusion, 7));
+    /* count above the maximum, size mismatch, pid 0, bad action */
+    e->Action = EXCLUDE_ACTION_REPLACE; e->Count = 65; e->Header.Size = 24 + 260;
+    CHECK(Dispatch(&core, buf, e->Header.Size) == STATUS_INVALID_PARAMETER);
+    e->Count = 1; e->Header.Size = 32;
+    CHECK(Dispatch(&core, buf, 32) == STATUS_INVALID_PARAMETER);
+    e->Header.Size = 28; pids[0] = 0;
+    CHECK(Dispatch(&core, buf, 28) == STATUS_INVALID_PARAMETER);
+    pids[0] = 5; e->Action = 3;
+    CHECK(Dispatch(&core, buf, 28) == STATUS_INVALID_PARAMETER);
+    /* replace with nothing */
+    e->Action = EXCLUDE_ACTION_REPLACE; e->Count = 0; e->Header.Size = 24;
+    CHECK(Dispatch(&core, buf, 24) == STATUS_SUCCESS);
+    CHECK_EQ(AgentshExclusionCount(&core.Exclusion), 0);
+    CoreTeardown(&core);
+}
+
+static void test_dispatch_cache_update_ping_metrics(void)
+{
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    AGENTSH_CACHE_UPDATE cu;
+    AGENTSH_PING ping;
+    AGENTSH_PONG pong;
+    AGENTSH_METRICS m;
+    UINT32 n;
+    uint32_t size;
+    void *msg;
+    uint8_t small[16];
+    AGENTSH_MESSAGE_HEADER gm = { MSG_GET_METRICS, 16, 77 };
+    CoreSetup(&core, &port);
+    DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\V\\src\\a", NULL);
+    DecideReg(&core, 100, REG_OP_OPEN_KEY, "\\REGISTRY\\MACHINE\\SOFTWARE\\A", NULL);
+    memset(&cu, 0, sizeof(cu));
+    cu.Header.Type = MSG_UPDATE_CACHE;
+    cu.Header.Size = sizeof(cu);
+    cu.Scope = CACHE_SCOPE_ALL; cu.Kind = AGENTSH_KIND_FILE;
+    CHECK(Dispatch(&core, &cu, sizeof(cu)) == STATUS_INVALID_PARAMETER);
+    cu.Kind = 0; cu.SessionToken = 7;
+    CHECK(Dispatch(&core, &cu, sizeof(cu)) == STATUS_INVALID_PARAMETER);
+    cu.Scope = CACHE_SCOPE_SESSION; cu.SessionToken = 0;
+    CHECK(Dispatch(&core, &cu, sizeof(cu)) == STATUS_INVALID_PARAMETER);
+    cu.Scope = CACHE_SCOPE_PATH_PREFIX;
+    CHECK(Dispatch(&core, &cu, sizeof(cu)) == STATUS_INVALID_PARAMETER);   /* prefix required */
+    cu.Scope = 3;
+    CHECK(Dispatch(&core, &cu, sizeof(cu)) == STATUS_INVALID_PARAMETER);
+    msg = BuildWithString(MSG_UPDATE_CACHE, 40, 32, "\\device\\v\\SRC", &size);
+    ((AGENTSH_CACHE_UPDATE *)msg)->Scope = CACHE_SCOPE_PATH_PREFIX;
+    ((AGENTSH_CACHE_UPDATE *)msg)->Kind = 3;
+    CHECK(Dispatch(&core, msg, size) == STATUS_INVALID_PARAMETER);
+    ((AGENTSH_CACHE_UPDATE *)msg)->Kind = AGENTSH_KIND_FILE;
+    CHECK(Dispatch(&core, msg, size) == STATUS_SUCCESS);
+    free(msg);
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.CacheEntryCount, 1);
+    cu.Scope = CACHE_SCOPE_SESSION; cu.SessionToken = 7;
+    CHECK(Dispatch(&core, &cu, sizeof(cu)) == STATUS_SUCCESS);
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.CacheEntryCount, 0);
+    /* PING -> PONG */
+    memset(&ping, 0, sizeof(ping));
+    ping.Header.Type = MSG_PING; ping.Header.Size = sizeof(ping); ping.Header.RequestId = 5; ping.Timestamp = 0x1122334455667788ull;
+    CHECK(AgentshCoreDispatch(&core, &ping, sizeof(ping), &pong, sizeof(pong), &n) == STATUS_SUCCESS);
+    CHECK_EQ(n, sizeof(pong));
+    CHECK_EQ(pong.Header.Type, MSG_PONG);
+    CHECK_EQ(pong.Header.Size, 32);
+    CHECK_EQ(pong.Header.RequestId, 5);
+    CHECK_EQ(pong.ProtocolVersion, AGENTSH_PROTOCOL_VERSION);
+    CHECK_EQ(pong.ClientProcessId, 4242);
+    CHECK_EQ(pong.Timestamp, 0x1122334455667788ull);
+    CHECK(AgentshCoreDispatch(&core, &ping, sizeof(ping), small, sizeof(small), &n) == STATUS_BUFFER_TOO_SMALL);
+    CHECK(AgentshCoreDispatch(&core, &gm, sizeof(gm), small, sizeof(small), &n) == STATUS_BUFFER_TOO_SMALL);
+    CHECK_EQ(n, 0);
+    /* metrics: every field set */
+    CHECK(AgentshCoreDispatch(&core, &gm, sizeof(gm), &m, sizeof(m), &n) == STATUS_SUCCESS);
+    CHECK_EQ(m.Header.Type, MSG_METRICS_REPLY);
+    CHECK_EQ(m.Header.Size, 184);
+    CHECK_EQ(m.Header.RequestId, 77);
+    CHECK_EQ(m.CacheCapacity, 4096);
+    CHECK_EQ(m.ActiveSessions, 1);
+    CHECK_EQ(m.TrackedProcesses, 1);
+    CHECK_EQ(m.ClientConnected, 1);
+    CHECK_EQ(m.FailMode, FAIL_MODE_OPEN);
+    CHECK_EQ(m.Reserved, 0);
+    CHECK_EQ(m.FilePolicyQueries, 1);
+    CHECK_EQ(m.RegistryPolicyQueries, 1);
+    CHECK_EQ(AgentshValidateMessage(&m, sizeof(m), NULL), STATUS_SUCCESS);
+    /* driver -> user types are not accepted from the client */
+    {
+        AGENTSH_POLICY_RESPONSE r;
+        memset(&r, 0, sizeof(r));
+        r.Header.Type = MSG_POLICY_RESPONSE; r.Header.Size = 32;
+        CHECK(Dispatch(&core, &r, 32) == STATUS_NOT_SUPPORTED);
+    }
+    CoreTeardown(&core);
+}
+
+static void test_notifications(void)
+{
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    AGENTSH_USTR img = U("\\Device\\HarddiskVolume3\\bin\\cl.exe"), path = U("\\REGISTRY\\MACHINE\\X"), val = U("v");
+    AGENTSH_PROCESS_EVENT ev;
+    UINT64 sent, dropped, failed;
+    UINT32 queued;
+    CoreSetup(&core, &port);
+    CHECK(AgentshCoreProcessCreated(&core, 104, 100, 100, &img));
+    CHECK(AgentshCoreRunNotifications(&core, 10));
+    CHECK_EQ(port.Notifications, 1);
+    CHECK_EQ(port.LastType, MSG_PROCESS_CREATED);
+    memcpy(&ev, port.LastMessage, sizeof(ev));
+    CHECK_EQ(ev.ProcessId, 104);
+    CHECK_EQ(ev.CreatorProcessId, 100);
+    CHECK_EQ(ev.SessionToken, 7);
+    CHECK_EQ(ev.ImagePath.Length, img.Length);
+    CHECK(AgentshCoreAudit(&core, 104, AGENTSH_KIND_REGISTRY, REG_OP_SET_VALUE, 0, &path, &val));
+    CHECK(!AgentshCoreAudit(&core, 999, AGENTSH_KIND_REGISTRY, REG_OP_SET_VALUE, 0, &path, &val));
+    CHECK(AgentshCoreProcessTerminated(&core, 104, 3));
+    CHECK(AgentshCoreRunNotifications(&core, 10));
+    CHECK_EQ(port.Notifications, 3);
+    CHECK_EQ(port.LastType, MSG_PROCESS_TERMINATED);
+    memcpy(&ev, port.LastMessage, sizeof(ev));
+    CHECK_EQ(ev.ExitStatus, 3);
+    /* no client: dropped and counted */
+    AgentshCoreClientDisconnected(&core);
+    CHECK(AgentshCoreProcessCreated(&core, 108, 100, 100, &img));
+    AgentshCoreNotifyStats(&core, &sent, &dropped, &failed, &queued);
+    CHECK_EQ(sent, 3);
+    CHECK_EQ(dropped, 1);
+    CHECK_EQ(queued, 0);
+    AgentshCoreStopNotifications(&core);
+    CHECK(!AgentshCoreRunNotifications(&core, 10));
+    CoreTeardown(&core);
+}
+
+static void test_alloc_failure_paths(void)
+{
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    AGENTSH_VERDICT v;
+    int k;
+    CoreSetup(&core, &port);
+    CHECK(SendConfig(&core, FAIL_MODE_CLOSED, 5000, 10, 4096, 5000, 3600000, 1000) == STATUS_SUCCESS);
+    /* failing the k-th allocation inside a decision never crashes and never allows by accident */
+    for (k = 0; k < 4; k++) {
+        char p[32];
+        snprintf(p, sizeof p, "\\af%d", k);
+        AgentshShimFailAllocAfter(k);
+        v = DecideFile(&core, 100, FILE_OP_WRITE, p, NULL);
+        AgentshShimFailAllocAfter(-1);
+        CHECK(v.Source == AGENTSH_SOURCE_FAILMODE || v.Source == AGENTSH_SOURCE_BROKER);
+        if (v.Source == AGENTSH_SOURCE_FAILMODE) CHECK_EQ(v.Decision, DECISION_DENY);
+    }
+    CoreTeardown(&core);
+}
+
+const TEST_CASE gCoreTests[] = {
+    { "decide_sources_ttl_default_cap_nocache_pending", test_decide_sources_and_ttl },
+    { "failmode_threshold_immediate_probe_recovery", test_failmode_transitions },
+    { "failmode_failure_kinds", test_failmode_failure_kinds },
+    { "failmode_no_client_reconnect_shutdown", test_failmode_no_client_and_reconnect },
+    { "config_validation_boundaries", test_config_validation_boundaries },
+    { "session_inheritance_generations_unregister", test_session_inheritance_generations },
+    { "exclusion_add_remove_replace_limits", test_exclusion },
+    { "dispatch_cache_update_ping_metrics", test_dispatch_cache_update_ping_metrics },
+    { "notifications_process_audit", test_notifications },
+    { "allocation_failure_paths", test_alloc_failure_paths },
+    { NULL, NULL }
+};
