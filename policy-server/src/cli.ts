@@ -1,0 +1,231 @@
+/**
+ * agentsh-policy: serve | check | test | lint. Run `agentsh-policy --help`.
+ */
+import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { PolicyEngine } from "./engine.js";
+import { checkInputFromJson, decisionToJson } from "./engine-input.js";
+import { VolumeMap } from "./path-volumes.js";
+import { formatDiagnostic, PolicyError } from "./policy-error.js";
+import { lintPolicy } from "./policy-lint.js";
+import { runTestFile } from "./policy-test.js";
+import { DEFAULT_ADDRESS, startPolicyServer } from "./server.js";
+import { consoleLogger } from "./server-store.js";
+
+const HELP = `agentsh-policy: the agentsh-win policy server and tools
+
+Usage:
+  agentsh-policy serve [--addr HOST:PORT] [--policy FILE] [--tls-cert FILE --tls-key FILE]
+                       [--volume-map C:=\\Device\\HarddiskVolume3 ...] [--no-watch]
+      Serves gRPC, gRPC-Web and Connect on one port (h2c and HTTP/1.1 on loopback by default,
+      TLS when a certificate and key are given), plus grpc.health.v1. The policy file is watched
+      and reloaded; an invalid file is logged and the last good version keeps serving.
+      Env: AGENTSH_POLICY_ADDR (default ${DEFAULT_ADDRESS}), AGENTSH_POLICY_FILE.
+
+  agentsh-policy check --policy FILE [--volume-map C:=\\Device\\HarddiskVolume3 ...] [--user-sid SID]
+      Reads JSON lines on stdin, writes one JSON line per input line, in order:
+        {"kind":"file","operation":"write","path":"C:\\\\x","rename_dest":"...",
+         "session":{"workspace":"C:\\\\w","user_sid":"S-1-...","user_profile":"C:\\\\Users\\\\u"}}
+        {"kind":"registry","operation":"write","path":"HKLM\\\\...","value_name":"x"}
+      Output: {"decision":"deny","rule":"secrets","mitre":"T1547.001","cache_ttl_ms":60000,
+               "message":"...","pattern":"...","policy_version":"...","canonical_path":"..."}
+      A malformed line gets {"error":"..."}. Exit 0, or 2 when the policy cannot load.
+
+  agentsh-policy test FILE...
+      Runs policy test files (policy + cases with expected decisions; see README). Exit 1 on
+      any failure, 2 when a test file or its policy cannot load.
+
+  agentsh-policy lint FILE [--json]
+      Schema errors with line and column, unknown keys, pattern errors, and warnings for rules
+      that can never match. Exit 1 when there are errors.
+`;
+
+function volumeMap(values: string[] | undefined): VolumeMap | undefined {
+  if (!values || values.length === 0) return undefined;
+  return new VolumeMap(values.map((v) => VolumeMap.parseEntry(v)));
+}
+
+async function serve(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      addr: { type: "string" },
+      policy: { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "volume-map": { type: "string", multiple: true },
+      "no-watch": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const policyPath = values.policy ?? process.env.AGENTSH_POLICY_FILE;
+  if (!policyPath) {
+    process.stderr.write("serve: --policy FILE or AGENTSH_POLICY_FILE is required\n");
+    return 2;
+  }
+  let server: Awaited<ReturnType<typeof startPolicyServer>>;
+  try {
+    server = await startPolicyServer({
+      address: values.addr ?? process.env.AGENTSH_POLICY_ADDR ?? DEFAULT_ADDRESS,
+      policyPath,
+      tlsCert: values["tls-cert"],
+      tlsKey: values["tls-key"],
+      watch: !values["no-watch"],
+      engine: { volumes: volumeMap(values["volume-map"]) },
+      logger: consoleLogger,
+    });
+  } catch (err) {
+    process.stderr.write(`${err instanceof PolicyError ? err.format() : (err as Error).message}\n`);
+    return 2;
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      server.close().then(resolve, resolve);
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  });
+  return 0;
+}
+
+async function check(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      policy: { type: "string" },
+      "volume-map": { type: "string", multiple: true },
+      "user-sid": { type: "string" },
+    },
+  });
+  if (!values.policy) {
+    process.stderr.write("check: --policy FILE is required\n");
+    return 2;
+  }
+  let engine: PolicyEngine;
+  let volumes: VolumeMap | undefined;
+  try {
+    volumes = volumeMap(values["volume-map"]);
+    engine = PolicyEngine.fromText(readFileSync(values.policy, "utf8"), {
+      file: values.policy,
+      volumes,
+      userSid: values["user-sid"],
+    });
+  } catch (err) {
+    process.stderr.write(`${err instanceof PolicyError ? err.format() : (err as Error).message}\n`);
+    return 2;
+  }
+  const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
+  for await (const line of rl) {
+    let out: unknown;
+    try {
+      const input = checkInputFromJson(JSON.parse(line));
+      out = decisionToJson(engine.decide(input));
+    } catch (err) {
+      out = { error: err instanceof SyntaxError ? `malformed JSON: ${err.message}` : (err as Error).message };
+    }
+    if (!process.stdout.write(`${JSON.stringify(out)}\n`))
+      await new Promise((r) => process.stdout.once("drain", r));
+  }
+  return 0;
+}
+
+function test(argv: string[]): number {
+  if (argv.length === 0) {
+    process.stderr.write("test: give one or more test files\n");
+    return 2;
+  }
+  let passed = 0;
+  let failed = 0;
+  let broken = 0;
+  for (const file of argv) {
+    const r = runTestFile(file);
+    if (r.error) {
+      broken++;
+      process.stdout.write(`ERROR ${file}: ${r.error}\n`);
+      continue;
+    }
+    for (const c of r.cases) {
+      if (c.ok) {
+        passed++;
+        process.stdout.write(`PASS ${file}: ${c.name}\n`);
+      } else {
+        failed++;
+        process.stdout.write(`FAIL ${file}: ${c.name}\n${c.failures.map((f) => `     ${f}\n`).join("")}`);
+      }
+    }
+  }
+  process.stdout.write(`--------------------------------------------------------------------------------\n`);
+  process.stdout.write(
+    `PASS: ${passed}/${passed + failed}${failed ? `, FAIL: ${failed}` : ""}${broken ? `, ERROR: ${broken} file(s)` : ""}\n`,
+  );
+  return broken > 0 ? 2 : failed > 0 ? 1 : 0;
+}
+
+function lint(argv: string[]): number {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { json: { type: "boolean" } },
+    allowPositionals: true,
+  });
+  if (positionals.length === 0) {
+    process.stderr.write("lint: give a policy file\n");
+    return 2;
+  }
+  let errors = 0;
+  for (const file of positionals) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      process.stderr.write(`${file}: ${(err as Error).message}\n`);
+      errors++;
+      continue;
+    }
+    const diags = lintPolicy(text, file);
+    errors += diags.filter((d) => d.severity === "error").length;
+    for (const d of diags) process.stdout.write(`${values.json ? JSON.stringify(d) : formatDiagnostic(d)}\n`);
+    if (!values.json && diags.length === 0) process.stdout.write(`${file}: ok\n`);
+  }
+  return errors > 0 ? 1 : 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case "serve":
+        return await serve(rest);
+      case "check":
+        return await check(rest);
+      case "test":
+        return test(rest);
+      case "lint":
+        return lint(rest);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        process.stdout.write(HELP);
+        return cmd === undefined ? 2 : 0;
+      default:
+        process.stderr.write(`unknown command ${cmd}\n${HELP}`);
+        return 2;
+    }
+  } catch (err) {
+    process.stderr.write(`${cmd}: ${(err as Error).message}\n`);
+    return 2;
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.env.AGENTSH_POLICY_CLI === "1") {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,364 @@
+/**
+ * The policy engine: a compiled policy plus the per-session cache, answering CheckInput with a
+ * Decision. Decision rules (issue 4):
+ * - File rules: first match in order; registry rules: highest priority first, then order.
+ * - No rule: default_read_action for reads, default_action otherwise.
+ * - A path that cannot be canonicalised: deny, rule "builtin:invalid-path", with the reason.
+ * - Built-in high-risk locations (engine-highrisk.ts): a write/create/delete/rename that would be
+ *   allowed or audited is denied (rule "builtin:high-risk") unless the deciding rule has
+ *   allow_high_risk: true; approve stays approve; the technique id is on every decision there.
+ * - Rename: the source is checked for rename, the destination for write and for create (renaming
+ *   onto an existing file overwrites it); the stricter outcome is the answer, naming its side.
+ * - 8.3 short names: the strictest decision among rules that could match the long name (see
+ *   decideAmbiguous).
+ * - Cache TTL: rule cache_ttl, else allow 5 s, deny 60 s, approve/audit/redirect 0; approve is
+ *   never cached; an escalated high-risk deny uses the deny default.
+ * - Monitor mode: a deny is answered allow, with enforcedDecision deny and wouldDeny.
+ */
+import { type CompiledPolicy, compilePolicy } from "./engine-compile.js";
+import { SessionCache, type SessionMatchers } from "./engine-session.js";
+import type { CheckInput, Decision } from "./engine-types.js";
+import type { AmbiguousMatch } from "./match-trie.js";
+import { canonicalizeFile, type FileContext } from "./path-file.js";
+import { canonicalizeRegistry } from "./path-registry.js";
+import { couldBeShortNameOf } from "./path-shortname.js";
+import { type CanonicalPath, isFailure, type Kind } from "./path-types.js";
+import { upcase } from "./path-upcase.js";
+import { VolumeMap } from "./path-volumes.js";
+import { PolicyError } from "./policy-error.js";
+import { parsePolicy } from "./policy-parse.js";
+import { renderTemplate, type TemplateField } from "./policy-template.js";
+import { type DecisionKind, type Operation, type Policy, type Rule, STRICTNESS } from "./policy-types.js";
+
+export const DEFAULT_TTL_MS: Record<DecisionKind, number> = {
+  allow: 5000,
+  deny: 60000,
+  approve: 0,
+  audit: 0,
+  redirect: 0,
+};
+export const DEFAULT_APPROVAL_TIMEOUT_MS = 120_000;
+const MODIFYING: ReadonlySet<Operation> = new Set(["write", "create", "delete", "rename"]);
+const NONE = Number.POSITIVE_INFINITY;
+
+export interface EngineOptions {
+  /** Default volume map (requests may bring their own). */
+  volumes?: VolumeMap | undefined;
+  /** Default user SID for requests without a session SID (CLI --user-sid). */
+  userSid?: string | undefined;
+  /** Host names of this machine besides localhost (upper or any case). */
+  localHosts?: readonly string[] | undefined;
+  /** Version string to report; defaults to "0-<hash>". */
+  version?: string | undefined;
+  sessionCacheSize?: number | undefined;
+}
+
+interface Side {
+  decision: DecisionKind;
+  rule: Rule | null;
+  ruleName: string;
+  pattern: string;
+  mitre: string;
+  risk: string;
+  canonical: CanonicalPath | null;
+  escalated: boolean;
+  reason?: string;
+  raw: string;
+}
+
+export class PolicyEngine {
+  readonly compiled: CompiledPolicy;
+  readonly policy: Policy;
+  readonly version: string;
+  private readonly sessions: SessionCache;
+  private readonly volumes: VolumeMap;
+  private readonly userSid: string | undefined;
+  private readonly localHosts: string[];
+  private readonly noSessionCtx: FileContext;
+  private readonly ctxByVolumes = new WeakMap<VolumeMap, FileContext>();
+
+  constructor(compiled: CompiledPolicy, opts: EngineOptions = {}) {
+    this.compiled = compiled;
+    this.policy = compiled.policy;
+    this.version = opts.version ?? `0-${policyHash(compiled.policy.text)}`;
+    this.sessions = new SessionCache(compiled, opts.sessionCacheSize);
+    this.volumes = opts.volumes ?? VolumeMap.empty;
+    this.userSid = opts.userSid;
+    this.localHosts = (opts.localHosts ?? []).map(upcase);
+    this.noSessionCtx = { volumes: this.volumes, localHosts: this.localHosts };
+  }
+
+  /** Parses, validates and compiles; throws PolicyError (with every diagnostic) on failure. */
+  static fromText(text: string, opts: EngineOptions & { file?: string } = {}): PolicyEngine {
+    return new PolicyEngine(compileOrThrow(text, opts.file, opts.volumes), opts);
+  }
+
+  decide(input: CheckInput): Decision {
+    const s = input.session;
+    const volumes = input.volumes ?? this.volumes;
+    let ctx: FileContext = this.noSessionCtx;
+    if (s?.host) ctx = { volumes, localHosts: [...this.localHosts, upcase(s.host)] };
+    else if (input.volumes !== undefined && input.volumes !== this.volumes) {
+      ctx = this.ctxByVolumes.get(input.volumes) ?? this.ctxFor(input.volumes);
+    }
+    const userSid = s?.userSid || this.userSid;
+    const session = this.sessions.get(s ?? {}, ctx, volumes.key);
+    if (input.operation !== "rename") {
+      return this.finish(
+        this.side(input.kind, input.operation, input.path, ctx, userSid, session),
+        input,
+        session,
+      );
+    }
+    const src = this.side(input.kind, "rename", input.path, ctx, userSid, session);
+    let destRaw = input.renameDest ?? "";
+    if (input.kind === "registry" && destRaw !== "" && !destRaw.includes("\\")) {
+      destRaw = input.path.slice(0, input.path.lastIndexOf("\\") + 1) + destRaw;
+    }
+    const dw = this.side(input.kind, "write", destRaw, ctx, userSid, session);
+    const dc = this.side(input.kind, "create", destRaw, ctx, userSid, session);
+    const dst = STRICTNESS[dc.decision] > STRICTNESS[dw.decision] ? dc : dw;
+    const useDst = STRICTNESS[dst.decision] > STRICTNESS[src.decision];
+    const d = this.finish(useDst ? dst : src, input, session, useDst ? "destination" : "source");
+    if (d.decision === "allow" || d.decision === "audit")
+      d.cacheTtlMs = Math.min(d.cacheTtlMs, this.ttl(useDst ? src : dst, d.decision));
+    if (d.mitre === "") {
+      const other = useDst ? src : dst;
+      d.mitre = other.mitre;
+      d.risk = other.risk;
+    }
+    return d;
+  }
+
+  private ctxFor(volumes: VolumeMap): FileContext {
+    const ctx = { volumes, localHosts: this.localHosts };
+    this.ctxByVolumes.set(volumes, ctx);
+    return ctx;
+  }
+
+  private side(
+    kind: Kind,
+    op: Operation,
+    raw: string,
+    ctx: FileContext,
+    userSid: string | undefined,
+    session: SessionMatchers,
+  ): Side {
+    const c = kind === "file" ? canonicalizeFile(raw, ctx) : canonicalizeRegistry(raw, { userSid });
+    if (isFailure(c)) {
+      return {
+        decision: "deny",
+        rule: null,
+        ruleName: "builtin:invalid-path",
+        pattern: "",
+        mitre: "",
+        risk: "",
+        canonical: null,
+        escalated: false,
+        reason: c.error,
+        raw,
+      };
+    }
+    const cp = this.compiled;
+    const sTrie = session.tries?.[kind][op];
+    let rule: Rule | null = null;
+    let pattern = "";
+    let reason: string | undefined;
+    if (c.shortNames === undefined) {
+      const t = cp.tries[kind][op];
+      let id = t.match(c.keys);
+      if (sTrie !== undefined && sTrie.size > 0) {
+        const rank = id >= 0 ? t.lastRank : NONE;
+        const id2 = sTrie.match(c.keys);
+        if (id2 >= 0 && sTrie.lastRank < rank) id = id2;
+      }
+      if (id >= 0) {
+        const e = cp.patterns[id]!;
+        rule = e.rule;
+        pattern = e.text;
+      }
+    } else {
+      const all = cp.tries[kind][op].matchAll(c.keys, c.shortNames, couldBeShortNameOf);
+      if (sTrie !== undefined) all.push(...sTrie.matchAll(c.keys, c.shortNames, couldBeShortNameOf));
+      const r = this.decideAmbiguous(all, op, c);
+      rule = r.id >= 0 ? cp.patterns[r.id]!.rule : null;
+      pattern = r.id >= 0 ? cp.patterns[r.id]!.text : "";
+      reason = r.reason;
+    }
+    const dflt = op === "read" ? this.policy.defaultReadAction : this.policy.defaultAction;
+    let decision = rule ? rule.decision : dflt;
+    let ruleName = rule ? rule.name : op === "read" ? "default_read" : "default";
+    let mitre = "";
+    let risk = "";
+    let escalated = false;
+    const hr = cp.highRisk[kind];
+    const hid = hr.size > 0 ? hr.match(c.keys) : -1;
+    if (hid >= 0) {
+      const h = cp.highRiskEntries[hid]!;
+      mitre = h.technique;
+      risk = h.name;
+      if (MODIFYING.has(op) && (decision === "allow" || decision === "audit") && !rule?.allowHighRisk) {
+        escalated = true;
+        reason = rule
+          ? `rule "${rule.name}" ${decision}s it without allow_high_risk`
+          : `default_action ${decision}s it; high-risk locations need a rule with allow_high_risk`;
+        decision = "deny";
+        ruleName = "builtin:high-risk";
+      }
+    }
+    const out: Side = { decision, rule, ruleName, pattern, mitre, risk, canonical: c, escalated, raw };
+    if (reason !== undefined) out.reason = reason;
+    return out;
+  }
+
+  /**
+   * A path with 8.3 short-name components. Possible answers: if the rule that matches the path as
+   * written matches it whatever the short names stand for (they fall under `*` or `**`), that rule
+   * or any earlier rule that could match a long name; otherwise any rule that could match, or the
+   * default. The strictest possible answer is taken (ties: earliest rule).
+   */
+  private decideAmbiguous(
+    all: AmbiguousMatch[],
+    op: Operation,
+    c: CanonicalPath,
+  ): { id: number; reason?: string } {
+    let exact: AmbiguousMatch | undefined;
+    for (const m of all) if (m.exact && (!exact || m.rank < exact.rank)) exact = m;
+    const dflt = op === "read" ? this.policy.defaultReadAction : this.policy.defaultAction;
+    const candidates = exact?.robust ? all.filter((m) => m === exact || m.rank < exact!.rank) : all;
+    let best: AmbiguousMatch | undefined = exact?.robust ? exact : undefined;
+    let bestStrict = best
+      ? STRICTNESS[this.compiled.patterns[best.id]!.rule.decision]
+      : exact?.robust
+        ? -1
+        : STRICTNESS[dflt];
+    for (const m of candidates) {
+      const s = STRICTNESS[this.compiled.patterns[m.id]!.rule.decision];
+      if (s > bestStrict || (s === bestStrict && best && m.rank < best.rank)) {
+        best = m;
+        bestStrict = s;
+      }
+    }
+    const id = best?.id ?? -1;
+    const exactId = exact?.id ?? -1;
+    if (id === exactId) return { id };
+    const names = c.shortNames!.map((i) => c.keys[i]).join(", ");
+    const what = id >= 0 ? `rule "${this.compiled.patterns[id]!.rule.name}"` : "the default action";
+    return {
+      id,
+      reason: `8.3 short name ${names} may stand for a name that ${what} covers; the stricter answer is taken`,
+    };
+  }
+
+  private ttl(side: Side, answer: DecisionKind): number {
+    if (answer === "approve") return 0;
+    if (side.rule && side.rule.cacheTtlMs !== undefined && !side.escalated && answer === side.decision) {
+      return side.rule.cacheTtlMs;
+    }
+    return DEFAULT_TTL_MS[answer];
+  }
+
+  private finish(
+    side: Side,
+    input: CheckInput,
+    session: SessionMatchers,
+    decidedSide?: "source" | "destination",
+  ): Decision {
+    const monitor = this.policy.mode === "monitor";
+    const wouldDeny = monitor && side.decision === "deny";
+    const answer: DecisionKind = wouldDeny ? "allow" : side.decision;
+    const display = side.canonical?.display ?? "";
+    const fields: Partial<Record<TemplateField, string>> = {
+      Path: display || side.raw,
+      RequestPath: side.raw,
+      Operation: input.operation,
+      Kind: input.kind,
+      Decision: side.decision,
+      Rule: side.ruleName,
+      Pattern: side.pattern,
+      Mitre: side.mitre,
+      ValueName: input.valueName ?? "",
+      RenameDest: input.renameDest ?? "",
+      Workspace: session.binding.WORKSPACE ?? "",
+      UserSid: session.binding.USERSID ?? "",
+      UserProfile: session.binding.USERPROFILE ?? "",
+      Pid: input.pid === undefined ? "" : String(input.pid),
+      Name: display.slice(display.lastIndexOf("\\") + 1),
+    };
+    const rule = side.rule;
+    let message: string;
+    if (rule?.message && !side.escalated) message = renderTemplate(rule.message, fields);
+    else message = defaultMessage(side, input, display);
+    const d: Decision = {
+      decision: answer,
+      enforcedDecision: side.decision,
+      wouldDeny,
+      mode: this.policy.mode,
+      rule: side.ruleName,
+      pattern: side.pattern,
+      policyVersion: this.version,
+      mitre: side.mitre,
+      risk: side.risk,
+      message,
+      cacheTtlMs: this.ttl(side, answer),
+      canonicalPath: display,
+      notify: rule?.notify ?? false,
+    };
+    if (decidedSide) d.decidedSide = decidedSide;
+    if (side.reason !== undefined) d.reason = side.reason;
+    if (side.decision === "redirect" && rule?.redirectTo)
+      d.redirectPath = renderTemplate(rule.redirectTo, fields);
+    if (side.decision === "approve") d.approvalTimeoutMs = rule?.timeoutMs ?? DEFAULT_APPROVAL_TIMEOUT_MS;
+    return d;
+  }
+}
+
+function defaultMessage(side: Side, input: CheckInput, display: string): string {
+  const what = `${input.operation} ${display || side.raw}`;
+  const verb = {
+    allow: "allowed",
+    deny: "denied",
+    approve: "needs approval",
+    audit: "allowed (audited)",
+    redirect: "redirected",
+  }[side.decision];
+  if (side.ruleName === "builtin:invalid-path")
+    return `${what}: denied, the path cannot be canonicalised: ${side.reason}`;
+  if (side.escalated)
+    return `${what}: denied, high-risk location (${side.risk}, MITRE ${side.mitre}): ${side.reason}`;
+  const by = side.rule
+    ? `rule "${side.rule.name}"`
+    : side.ruleName === "default_read"
+      ? "default_read_action"
+      : "default_action";
+  const risk = side.mitre ? ` [high-risk: ${side.risk}, MITRE ${side.mitre}]` : "";
+  const why = side.reason ? ` (${side.reason})` : "";
+  return `${what}: ${verb} by ${by}${risk}${why}`;
+}
+
+/** Parses, validates and compiles policy text; throws PolicyError listing every error. */
+export function compileOrThrow(text: string, file?: string, volumes?: VolumeMap): CompiledPolicy {
+  const parsed = parsePolicy(text, file);
+  const errors = parsed.diagnostics.filter((d) => d.severity === "error");
+  if (!parsed.policy || errors.length > 0) throw diagnosticsError(errors);
+  const compiled = compilePolicy(parsed.policy, { volumes });
+  const cerr = compiled.diagnostics.filter((d) => d.severity === "error");
+  if (cerr.length > 0) throw diagnosticsError(cerr);
+  return compiled;
+}
+
+function diagnosticsError(errors: import("./policy-error.js").Diagnostic[]): PolicyError {
+  const first = errors[0]!;
+  const code = first.code === "syntax" ? "syntax" : first.code === "pattern" ? "pattern" : "schema";
+  return new PolicyError(code, first.message, {
+    position: { file: first.file, line: first.line, column: first.column },
+    diagnostics: errors,
+  });
+}
+
+import { createHash } from "node:crypto";
+
+/** sha256 of the policy text, first 12 hex digits. */
+export function policyHash(text: string): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, 12);
+}

@@ -1,0 +1,222 @@
+/**
+ * Compiled matcher: a trie keyed by canonical (upper-cased) components. Literal children are in a
+ * Map, `*.EXT` globs in a Map keyed by extension, other globs in a short list, and `**` in one
+ * child that may consume any number of components. Every node knows the lowest rank in its subtree,
+ * so a lookup that already has a better (lower-ranked) match prunes whole subtrees. A lookup costs
+ * about one Map probe per path component, however many rules there are.
+ *
+ * Each entry is (rank, id): rank orders rules (first match for file rules; priority then order for
+ * registry rules), id names the pattern in the engine's table.
+ */
+import { type ComponentTest, compileGlob, extensionGlob, hasGlob } from "./match-glob.js";
+
+const NONE = Number.POSITIVE_INFINITY;
+
+class Node {
+  lit: Map<string, Node> | null = null;
+  ext: Map<string, Node> | null = null;
+  globs: { src: string; test: ComponentTest; any: boolean; node: Node }[] | null = null;
+  star: Node | null = null;
+  term = NONE;
+  termId = -1;
+  min = NONE;
+  /** Fewest and most further components a match below this node consumes (most: Infinity with `**`). */
+  minLen = 0;
+  maxLen = 0;
+}
+
+/** One match found by `matchAll`: `exact` if it matches the path as given, `robust` if it does so
+ * whatever long names the short-name components stand for. */
+export interface AmbiguousMatch {
+  rank: number;
+  id: number;
+  exact: boolean;
+  robust: boolean;
+}
+
+export class Trie {
+  private readonly root = new Node();
+  private bestRank = NONE;
+  private bestId = -1;
+  /** Extension of each component of the current lookup, computed when first needed. */
+  private exts: (string | undefined)[] = [];
+  size = 0;
+
+  insert(keys: readonly string[], rank: number, id: number): void {
+    let n = this.root;
+    for (const k of keys) {
+      if (k === "**") {
+        n.star ??= new Node();
+        n = n.star;
+      } else if (!hasGlob(k)) {
+        n.lit ??= new Map();
+        let c = n.lit.get(k);
+        if (!c) {
+          c = new Node();
+          n.lit.set(k, c);
+        }
+        n = c;
+      } else {
+        const ext = extensionGlob(k);
+        if (ext !== undefined) {
+          n.ext ??= new Map();
+          let c = n.ext.get(ext);
+          if (!c) {
+            c = new Node();
+            n.ext.set(ext, c);
+          }
+          n = c;
+        } else {
+          n.globs ??= [];
+          let g = n.globs.find((x) => x.src === k);
+          if (!g) {
+            g = { src: k, test: compileGlob(k), any: k === "*", node: new Node() };
+            n.globs.push(g);
+          }
+          n = g.node;
+        }
+      }
+    }
+    if (rank < n.term) {
+      n.term = rank;
+      n.termId = id;
+    }
+    this.size++;
+  }
+
+  /** Computes subtree minimum ranks; call once after the last insert. */
+  finalize(): this {
+    fin(this.root);
+    return this;
+  }
+
+  /** The best (lowest-rank) entry matching keys, as [rank, id]; id -1 when none matches. */
+  match(keys: readonly string[]): number {
+    this.bestRank = NONE;
+    this.bestId = -1;
+    if (this.root.min !== NONE) {
+      if (this.exts.length > 0) this.exts = [];
+      this.walk(this.root, keys, 0);
+    }
+    return this.bestId;
+  }
+
+  /** Rank of the entry returned by the last `match`. */
+  get lastRank(): number {
+    return this.bestRank;
+  }
+
+  private walk(n: Node, keys: readonly string[], i: number): void {
+    if (n.min >= this.bestRank) return;
+    const rem = keys.length - i;
+    if (rem < n.minLen || rem > n.maxLen) return;
+    if (rem === 0) {
+      if (n.term < this.bestRank) {
+        this.bestRank = n.term;
+        this.bestId = n.termId;
+      }
+      if (n.star !== null) this.walk(n.star, keys, i);
+      return;
+    }
+    const c = keys[i]!;
+    if (n.lit !== null) {
+      const ch = n.lit.get(c);
+      if (ch !== undefined) this.walk(ch, keys, i + 1);
+    }
+    if (n.ext !== null) {
+      let ext = this.exts[i];
+      if (ext === undefined) {
+        const dot = c.lastIndexOf(".");
+        ext = this.exts[i] = dot >= 0 ? c.slice(dot + 1) : "\\";
+      }
+      const ch = n.ext.get(ext);
+      if (ch !== undefined) this.walk(ch, keys, i + 1);
+    }
+    if (n.globs !== null) {
+      for (const g of n.globs) if (g.test(c)) this.walk(g.node, keys, i + 1);
+    }
+    const st = n.star;
+    if (st !== null) {
+      const last = keys.length - st.minLen;
+      for (let j = Math.max(i, keys.length - st.maxLen); j <= last; j++) this.walk(st, keys, j);
+    }
+  }
+
+  /**
+   * Every entry that could match when the components at `shortIdx` are 8.3 short names standing
+   * for unknown long names: a short component may match a literal child whose name could have
+   * that short name (`compatible`), and any glob. Used only for paths with short-name components.
+   */
+  matchAll(
+    keys: readonly string[],
+    shortIdx: readonly number[],
+    compatible: (shortName: string, longName: string) => boolean,
+  ): AmbiguousMatch[] {
+    const found = new Map<number, AmbiguousMatch>();
+    const shorts = new Set(shortIdx);
+    const visit = (n: Node, i: number, exact: boolean, robust: boolean): void => {
+      if (i === keys.length) {
+        if (n.termId >= 0) {
+          const m = found.get(n.termId);
+          if (!m) found.set(n.termId, { rank: n.term, id: n.termId, exact, robust: exact && robust });
+          else {
+            m.exact ||= exact;
+            m.robust ||= exact && robust;
+          }
+        }
+        if (n.star !== null) visit(n.star, i, exact, robust);
+        return;
+      }
+      const c = keys[i]!;
+      const isShort = shorts.has(i);
+      if (n.lit !== null) {
+        if (isShort) {
+          for (const [name, ch] of n.lit) {
+            if (name === c) visit(ch, i + 1, exact, false);
+            else if (compatible(c, name)) visit(ch, i + 1, false, false);
+          }
+        } else {
+          const ch = n.lit.get(c);
+          if (ch !== undefined) visit(ch, i + 1, exact, robust);
+        }
+      }
+      if (n.ext !== null) {
+        const dot = c.lastIndexOf(".");
+        for (const [ext, ch] of n.ext) {
+          const hit = dot >= 0 && c.slice(dot + 1) === ext;
+          if (hit) visit(ch, i + 1, exact, robust && !isShort);
+          else if (isShort) visit(ch, i + 1, false, false);
+        }
+      }
+      if (n.globs !== null) {
+        for (const g of n.globs) {
+          if (g.test(c)) visit(g.node, i + 1, exact, robust && (!isShort || g.any));
+          else if (isShort) visit(g.node, i + 1, false, false);
+        }
+      }
+      if (n.star !== null) for (let j = i; j <= keys.length; j++) visit(n.star, j, exact, robust);
+    };
+    visit(this.root, 0, true, true);
+    return [...found.values()];
+  }
+}
+
+function fin(n: Node): number {
+  let m = n.term;
+  let lo = n.term !== NONE ? 0 : NONE;
+  let hi = n.term !== NONE ? 0 : -1;
+  const child = (c: Node, consumed: number, unbounded: boolean): void => {
+    m = Math.min(m, fin(c));
+    if (c.min === NONE) return;
+    lo = Math.min(lo, c.minLen + consumed);
+    hi = Math.max(hi, unbounded ? NONE : c.maxLen + consumed);
+  };
+  if (n.lit) for (const c of n.lit.values()) child(c, 1, false);
+  if (n.ext) for (const c of n.ext.values()) child(c, 1, false);
+  if (n.globs) for (const g of n.globs) child(g.node, 1, false);
+  if (n.star) child(n.star, 0, true);
+  n.min = m;
+  n.minLen = lo === NONE ? 0 : lo;
+  n.maxLen = Math.max(hi, 0);
+  return m;
+}

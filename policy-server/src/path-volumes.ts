@@ -1,0 +1,60 @@
+import { upcase } from "./path-upcase.js";
+
+/**
+ * Maps NT device names to the DOS roots people write rules with. The broker knows the host's
+ * volumes (`\Device\HarddiskVolume3` is `C:`); a volume mounted in a folder maps to that folder
+ * (`\Device\HarddiskVolume5` -> `C:\mnt\data`). Keys accept `\Device\...`, `\\?\Volume{GUID}` and
+ * `Volume{GUID}` forms and are compared case-insensitively.
+ */
+export class VolumeMap {
+  private readonly map = new Map<string, string>();
+  /** Identity of the content, for caches keyed by session context. */
+  readonly key: string;
+
+  constructor(entries: Iterable<readonly [device: string, root: string]> = []) {
+    const parts: string[] = [];
+    for (const [device, root] of entries) {
+      const k = VolumeMap.deviceKey(device);
+      const r = root.replace(/\//g, "\\").replace(/\\+$/, "");
+      if (!/^[A-Za-z]:(\\.*)?$/.test(r)) {
+        throw new Error(
+          `volume map: root for ${device} must be a drive or folder like C: or C:\\mnt, got ${root}`,
+        );
+      }
+      this.map.set(k, r);
+      parts.push(`${k}=${upcase(r)}`);
+    }
+    this.key = parts.sort().join("|");
+  }
+
+  static readonly empty = new VolumeMap();
+
+  /** Parses "C:=\\Device\\HarddiskVolume3" (either order). */
+  static parseEntry(text: string): [string, string] {
+    const eq = text.indexOf("=");
+    if (eq < 0) throw new Error(`volume map entry must be DRIVE=DEVICE, got ${text}`);
+    const a = text.slice(0, eq).trim();
+    const b = text.slice(eq + 1).trim();
+    return /^[A-Za-z]:/.test(a) ? [b, a] : [a, b];
+  }
+
+  /** Normalised key of a device name: upper case, no trailing separator, `\Device\X` or `VOLUME{...}`. */
+  static deviceKey(device: string): string {
+    let d = upcase(device.replace(/\//g, "\\")).replace(/\\+$/, "");
+    d = d.replace(/^(\\\\\?\\|\\\\\.\\|\\\?\?\\|\\GLOBAL\?\?\\)/, "");
+    if (!d.startsWith("\\")) {
+      if (d.startsWith("VOLUME{")) return d;
+      d = `\\${d}`;
+    }
+    return d;
+  }
+
+  /** The DOS root for a device key (from deviceKey), or undefined. */
+  lookup(deviceKey: string): string | undefined {
+    return this.map.get(deviceKey);
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}

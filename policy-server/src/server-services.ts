@@ -1,0 +1,164 @@
+/** The PolicyService and grpc.health.v1 implementations served by server.ts. */
+import {
+  type CheckStreamRequest,
+  type CheckStreamResponse,
+  CheckStreamResponseSchema,
+  health,
+  PolicyService,
+} from "@agentsh/proto";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { checkInputFromProto, checkResponseToProto, versionToProto } from "./server-convert.js";
+import type { PolicyStore, PolicyVersion } from "./server-store.js";
+
+export const VERSION_HEADER = "agentsh-policy-version";
+export const POLICY_SERVICE_NAME = PolicyService.typeName;
+
+/** Shared state: the store, whether we are serving, and a signal that ends streams on shutdown. */
+export interface ServiceState {
+  store: PolicyStore;
+  serving: boolean;
+  closing: AbortSignal;
+  inFlight: number;
+  onStatus: Set<() => void>;
+}
+
+function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  return new ConnectError(`internal error: ${(err as Error)?.message ?? String(err)}`, Code.Internal);
+}
+
+/** Waits for the next of: a store change, a status change, the call's end, shutdown. */
+function waiter(
+  state: ServiceState,
+  ctx: HandlerContext,
+): { next: () => Promise<void>; dispose: () => void; pending: PolicyVersion[] } {
+  const pending: PolicyVersion[] = [];
+  let wake: (() => void) | undefined;
+  const poke = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const off = state.store.onChange((v) => {
+    pending.push(v);
+    poke();
+  });
+  state.onStatus.add(poke);
+  ctx.signal.addEventListener("abort", poke);
+  state.closing.addEventListener("abort", poke);
+  return {
+    pending,
+    next: () => new Promise<void>((r) => (wake = r)),
+    dispose: () => {
+      off();
+      state.onStatus.delete(poke);
+      ctx.signal.removeEventListener("abort", poke);
+      state.closing.removeEventListener("abort", poke);
+    },
+  };
+}
+
+export function policyService(state: ServiceState): ServiceImpl<typeof PolicyService> {
+  return {
+    check(req, ctx) {
+      state.inFlight++;
+      try {
+        const input = checkInputFromProto(req);
+        const d = state.store.engine.decide(input);
+        ctx.responseHeader.set(VERSION_HEADER, d.policyVersion);
+        return checkResponseToProto(req.requestId, d);
+      } catch (err) {
+        throw toConnectError(err);
+      } finally {
+        state.inFlight--;
+      }
+    },
+    async *checkStream(reqs: AsyncIterable<CheckStreamRequest>, ctx): AsyncIterable<CheckStreamResponse> {
+      ctx.responseHeader.set(VERSION_HEADER, state.store.current.version);
+      for await (const r of reqs) {
+        const id = r.check?.requestId ?? 0n;
+        state.inFlight++;
+        try {
+          if (!r.check) throw new ConnectError("check is required", Code.InvalidArgument);
+          const d = state.store.engine.decide(checkInputFromProto(r.check));
+          yield create(CheckStreamResponseSchema, {
+            result: { case: "response", value: checkResponseToProto(id, d) },
+          });
+        } catch (err) {
+          const ce = toConnectError(err);
+          yield create(CheckStreamResponseSchema, {
+            result: {
+              case: "error",
+              value: {
+                requestId: id,
+                code: Code[ce.code]!.replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase()),
+                message: ce.rawMessage,
+              },
+            },
+          });
+        } finally {
+          state.inFlight--;
+        }
+      }
+    },
+    async *watchPolicy(_req, ctx) {
+      const w = waiter(state, ctx);
+      try {
+        yield versionToProto(state.store.current);
+        while (!ctx.signal.aborted && !state.closing.aborted) {
+          await w.next();
+          while (w.pending.length > 0) yield versionToProto(w.pending.shift()!);
+        }
+      } finally {
+        w.dispose();
+      }
+    },
+  };
+}
+
+const { HealthCheckResponse_ServingStatus: Status } = health;
+
+export function healthService(state: ServiceState): ServiceImpl<typeof health.Health> {
+  const statusOf = (service: string): health.HealthCheckResponse_ServingStatus | undefined => {
+    if (service !== "" && service !== POLICY_SERVICE_NAME) return undefined;
+    return state.serving && !state.closing.aborted ? Status.SERVING : Status.NOT_SERVING;
+  };
+  return {
+    check(req, ctx) {
+      const st = statusOf(req.service);
+      if (st === undefined) throw new ConnectError(`unknown service ${req.service}`, Code.NotFound);
+      ctx.responseHeader.set(VERSION_HEADER, state.store.current.version);
+      ctx.responseTrailer.set(VERSION_HEADER, state.store.current.version);
+      return { status: st };
+    },
+    list(_req, ctx) {
+      ctx.responseHeader.set(VERSION_HEADER, state.store.current.version);
+      return {
+        statuses: {
+          "": { status: statusOf("")! },
+          [POLICY_SERVICE_NAME]: { status: statusOf(POLICY_SERVICE_NAME)! },
+        },
+      };
+    },
+    async *watch(req, ctx) {
+      ctx.responseHeader.set(VERSION_HEADER, state.store.current.version);
+      const w = waiter(state, ctx);
+      try {
+        let last: health.HealthCheckResponse_ServingStatus | undefined;
+        for (;;) {
+          const st = statusOf(req.service) ?? Status.SERVICE_UNKNOWN;
+          if (st !== last) {
+            yield { status: st };
+            last = st;
+          }
+          if (ctx.signal.aborted || state.closing.aborted) return;
+          await w.next();
+          w.pending.length = 0;
+        }
+      } finally {
+        w.dispose();
+      }
+    },
+  };
+}
