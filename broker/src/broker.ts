@@ -33,6 +33,8 @@ export class Broker {
   readonly processCounts = new Map<bigint, number>();
   policyVersion = "";
   policyVersionChanges = 0;
+  /** Policy versions that answered checks since the last flush (normally one). */
+  private readonly answeredVersions = new Set<string>();
   private watchCall: grpc.ClientReadableStream<WatchPolicyResponse> | null = null;
   private watchTimer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -69,7 +71,13 @@ export class Broker {
       volumes: this.volumes,
       budgetMs: config.server.budgetMs,
       host: config.host,
-      onDecision: hooks.onDecision,
+      currentPolicyVersion: () => this.policyVersion,
+      onDecision: (rec) => {
+        if (rec.source === "server" && rec.response.policyVersion && this.answeredVersions.size < 16) {
+          this.answeredVersions.add(rec.response.policyVersion);
+        }
+        hooks.onDecision?.(rec);
+      },
     });
     this.port = new PortClient({
       lib: this.lib,
@@ -170,23 +178,27 @@ export class Broker {
   }
 
   private onPolicyVersion(ev: WatchPolicyResponse): void {
-    const changed = this.policyVersion !== "" && ev.version !== this.policyVersion;
-    const first = this.policyVersion === "";
+    const known = this.policyVersion;
     this.policyVersion = ev.version;
     this.hooks.onPolicyVersion?.(ev);
-    if (!changed && !first) return;
-    if (changed) this.policyVersionChanges++;
+    // The first announcement after start: the driver's cache was flushed when the port connected,
+    // so only answers already given by another version are suspect.
+    const changed =
+      known === "" ? [...this.answeredVersions].some((v) => v !== ev.version) : known !== ev.version;
+    if (!changed) return;
+    this.policyVersionChanges++;
+    this.answeredVersions.clear();
     // Any decision cached under another version is suspect; with prefixes, only those go.
     this.relay.policyChanged();
     if (!this.port.connected) return; // a reconnect flushes the driver's cache anyway
     try {
-      if (changed && ev.changedPrefixes.length > 0) {
+      if (ev.changedPrefixes.length > 0) {
         for (const p of ev.changedPrefixes)
           this.port.updateCache(CacheScope.PATH_PREFIX, Kind.ANY, 0n, this.volumes.toNt(p));
       } else {
         this.port.updateCache(CacheScope.ALL, Kind.ANY, 0n, "");
       }
-      if (changed) this.log(`policy ${ev.version}: driver cache flushed`);
+      this.log(`policy ${ev.version}: driver cache flushed`);
     } catch (e) {
       this.log(`policy ${ev.version}: cache flush failed: ${(e as Error).message}`);
     }

@@ -60,6 +60,8 @@ export interface DeciderOptions {
   /** Per-request deadline budget, shorter than the driver's timeout. */
   budgetMs: number;
   host: string;
+  /** The policy version the broker last saw announced ("" before the first announcement). */
+  currentPolicyVersion?: () => string;
   onDecision?: (rec: DecisionRecord) => void;
 }
 
@@ -112,6 +114,11 @@ export class Decider {
     const check = this.toCheck(req, session);
     const key = `${req.sessionToken}|${check.kind}|${check.operation}|${check.path.toLowerCase()}|${check.renameDest.toLowerCase()}|${check.valueName}`;
     const d = await this.opts.relay.check(check, key, deadline);
+    // An answer from a version other than the announced one may be in flight across a policy
+    // change and its cache flush: use it once, never cache it.
+    const announced = this.opts.currentPolicyVersion?.() ?? "";
+    if (announced && d.response.policyVersion && d.response.policyVersion !== announced)
+      d.response.cacheTtlMs = 0;
     let reply: ReplyFields;
     let approval: DecisionRecord["approval"];
     switch (d.response.decision) {
