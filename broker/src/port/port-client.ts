@@ -89,6 +89,7 @@ export class PortError extends Error {
 export class PortClient extends EventEmitter {
   private handle: bigint | null = null;
   private workers: Worker[] = [];
+  private replier: Worker | null = null;
   private stopping = false;
   private reconnecting: Promise<void> | null = null;
   private nextRequestId = 1n;
@@ -125,6 +126,9 @@ export class PortClient extends EventEmitter {
   async stop(): Promise<void> {
     this.stopping = true;
     await this.disconnect();
+    const r = this.replier;
+    this.replier = null;
+    await r?.terminate();
   }
 
   // -- commands ------------------------------------------------------------------------------
@@ -314,16 +318,40 @@ export class PortClient extends EventEmitter {
       flags: 0,
       reserved: 0,
     });
-    const hr = hresult(this.opts.lib.reply(handle, buf));
-    if (hr === HR.S_OK) this.stats.replies++;
-    else if (hr === HR.ERROR_FLT_NO_WAITER_FOR_REPLY) {
+    const owned = new ArrayBuffer(buf.length);
+    new Uint8Array(owned).set(buf);
+    this.replierThread().postMessage({ handle, messageId, buffer: owned }, [owned]);
+    this.stats.replies++;
+  }
+
+  /** A failed FilterReplyMessage, reported by the replier thread. */
+  private onReplyFailed(m: { handle: bigint; messageId: bigint; hr: number }): void {
+    this.stats.replies--;
+    const hr = hresult(m.hr);
+    if (hr === HR.ERROR_FLT_NO_WAITER_FOR_REPLY) {
       this.stats.lateReplies++; // the driver timed out first: counted, not fatal
-      this.emit("lateReply", messageId);
-    } else {
-      this.stats.replyFailures++;
-      this.stats.lastError = `FilterReplyMessage: ${describeHr(hr)}`;
-      if (isPortLost(hr)) this.portLost("FilterReplyMessage", hr);
+      this.emit("lateReply", m.messageId);
+      return;
     }
+    this.stats.replyFailures++;
+    this.stats.lastError = `FilterReplyMessage: ${describeHr(hr)}`;
+    if (isPortLost(hr) && this.handle === m.handle) this.portLost("FilterReplyMessage", hr);
+  }
+
+  private replierThread(): Worker {
+    if (this.replier) return this.replier;
+    const w = new Worker(new URL("./port-replier.worker.mjs", import.meta.url), {
+      workerData: { libraryPath: this.opts.lib.path, prototype: PROTOTYPES.reply },
+      resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 },
+    });
+    w.on("message", (m: { handle: bigint; messageId: bigint; hr: number }) => this.onReplyFailed(m));
+    w.on("error", (e) => {
+      this.stats.lastError = `replier thread: ${e.message}`;
+      if (this.replier === w) this.replier = null;
+    });
+    w.unref();
+    this.replier = w;
+    return w;
   }
 
   private portLost(where: string, hr: number): void {

@@ -1,0 +1,192 @@
+// e2e group: the whole system on this machine, each part its own process as in production: the
+// driver simulator (C core; its C workload generator issues the operations and measures each one),
+// the broker (`agentsh-broker run`, through libfltsim with koffi) and a policy server
+// (`agentsh-policy serve`) on loopback, with the default policy.
+//   e2e_uncached_us_p50_1k / _p99_1k  uncached decisions at 1000 ops/s
+//   e2e_max_uncached_per_s             most uncached decisions/s whose p99 stays under 10 ms
+//   e2e_cached_us_p99                  decisions the driver answers from its cache
+//   broker_cpu_pct_500 / rss_mb_500    broker process at 500 ops/s of a realistic mix
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { BenchGroup } from "../../test/bench/main.js";
+import { freePort, ROOT, SIM_BIN, SIM_LIB, sleep } from "../../test/e2e/harness.js";
+
+interface SimReport {
+  ops_per_second: number;
+  operations: number;
+  latency_us: { p50: number; p90: number; p99: number; max: number };
+  outcomes: Array<{ result: string; source: string; count: number; p50_us: number; p99_us: number }>;
+  metrics: Record<string, number>;
+}
+
+const CLK_TCK = 100; // Linux USER_HZ
+
+function cpuTicks(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+  return Number(rest[11]) + Number(rest[12]); // utime + stime (fields 14, 15)
+}
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : 0;
+}
+
+function startBroker(dir: string, portSocket: string, server: string): ChildProcess {
+  return spawn(process.execPath, [join(ROOT, "broker/bin/agentsh-broker.mjs"), "run"], {
+    stdio: ["ignore", "ignore", "ignore"],
+    env: {
+      ...process.env,
+      AGENTSH_SIM_SOCKET: portSocket,
+      AGENTSH_DRIVER_LIBRARY: SIM_LIB,
+      AGENTSH_SERVER_ADDRESSES: server,
+      AGENTSH_API_SOCKET: join(dir, `broker-${Date.now()}.sock`),
+      AGENTSH_DRIVER_TIMEOUT_MS: "5000",
+    },
+  });
+}
+
+async function stop(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise((r) => p.once("exit", r));
+  p.kill("SIGTERM");
+  await Promise.race([exited, sleep(3000).then(() => p.kill("SIGKILL"))]);
+}
+
+/** One workload run: a fresh simulator waits for a fresh broker, runs, reports. */
+async function phase(
+  dir: string,
+  server: string,
+  args: string[],
+  sample?: (brokerPid: number) => () => Record<string, number>,
+): Promise<{ report: SimReport; sampled: Record<string, number> }> {
+  const portSocket = join(dir, `port-${Date.now()}.sock`);
+  const sim = spawn(
+    SIM_BIN,
+    ["run", "--port-socket", portSocket, "--synthetic", "--json", "--wait-client", "30", ...args],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let out = "";
+  let err = "";
+  sim.stdout!.on("data", (d) => {
+    out += d;
+  });
+  sim.stderr!.on("data", (d) => {
+    err += d;
+  });
+  await sleep(200);
+  const broker = startBroker(dir, portSocket, server);
+  const finish = sample?.(broker.pid!);
+  const code = await new Promise<number | null>((r) => sim.once("exit", r));
+  const sampled = finish?.() ?? {};
+  await stop(broker);
+  if (code !== 0) throw new Error(`agentsh-sim ${args.join(" ")} exited ${code}: ${err.slice(-500)}`);
+  return { report: JSON.parse(out.trim().split("\n").at(-1)!) as SimReport, sampled };
+}
+
+const fromBroker = (r: SimReport) => r.outcomes.filter((o) => o.source === "broker");
+
+const run: BenchGroup = async ({ quick, log }) => {
+  const dir = mkdtempSync(join(tmpdir(), "agentsh-bench-e2e-"));
+  const port = await freePort();
+  const server = spawn(
+    process.execPath,
+    [
+      join(ROOT, "policy-server/bin/agentsh-policy.mjs"),
+      "serve",
+      "--addr",
+      `127.0.0.1:${port}`,
+      "--policy",
+      join(ROOT, "policy-server/policies/default.yaml"),
+      "--no-watch",
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  const address = `127.0.0.1:${port}`;
+  const figures: Record<string, number> = {};
+  try {
+    await sleep(1500);
+    const secs = quick ? "3" : "10";
+    // Uncached: every operation names a path never seen before (a million distinct, none hot).
+    const uncached = ["--paths", "1000000", "--hot-share", "0", "--threads", "2"];
+
+    const at1k = await phase(dir, address, [...uncached, "--rate", "1000", "--duration", secs]);
+    const b1k = fromBroker(at1k.report);
+    const n1k = b1k.reduce((a, o) => a + o.count, 0);
+    log(
+      `1000/s uncached: ${n1k} broker decisions, p50 ${at1k.report.latency_us.p50} us, p99 ${at1k.report.latency_us.p99} us`,
+    );
+    figures.e2e_uncached_us_p50_1k = at1k.report.latency_us.p50;
+    figures.e2e_uncached_us_p99_1k = at1k.report.latency_us.p99;
+
+    let best = 0;
+    for (const rate of quick ? [2000, 5000, 10000] : [2000, 4000, 6000, 8000, 10000, 12000, 15000, 20000]) {
+      const r = (
+        await phase(dir, address, [
+          ...uncached,
+          "--rate",
+          String(rate),
+          "--duration",
+          quick ? "2" : "4",
+          "--threads",
+          "16",
+        ])
+      ).report;
+      const ok = r.latency_us.p99 < 10_000 && r.ops_per_second >= 0.9 * rate;
+      log(
+        `${rate}/s uncached: achieved ${r.ops_per_second.toFixed(0)}/s, p99 ${r.latency_us.p99} us ${ok ? "ok" : "over"}`,
+      );
+      if (!ok) break;
+      best = r.ops_per_second;
+    }
+    figures.e2e_max_uncached_per_s = best;
+
+    const cached = (
+      await phase(dir, address, ["--paths", "200", "--hot-share", "1", "--rate", "5000", "--duration", secs])
+    ).report;
+    const hits = cached.outcomes.filter((o) => o.source === "cache");
+    figures.e2e_cached_us_p99 = Math.max(...hits.map((o) => o.p99_us));
+    log(`cached: ${hits.reduce((a, o) => a + o.count, 0)} hits, p99 ${figures.e2e_cached_us_p99} us`);
+
+    // Broker cost at 500 ops/s of a build-like mix: 1000 distinct paths, 90% on a hot set.
+    const mix = await phase(
+      dir,
+      address,
+      ["--paths", "1000", "--hot-share", "0.9", "--rate", "500", "--duration", quick ? "5" : "15"],
+      (pid) => {
+        let rss = 0;
+        let startTicks = 0;
+        let startAt = 0;
+        const warm = setTimeout(() => {
+          startTicks = cpuTicks(pid);
+          startAt = performance.now();
+        }, 2000);
+        const t = setInterval(() => {
+          try {
+            rss = Math.max(rss, rssMb(pid));
+          } catch {}
+        }, 200);
+        return () => {
+          clearTimeout(warm);
+          clearInterval(t);
+          const seconds = (performance.now() - startAt) / 1000;
+          return { cpu: ((cpuTicks(pid) - startTicks) / CLK_TCK / seconds) * 100, rss };
+        };
+      },
+    );
+    figures.broker_cpu_pct_500 = mix.sampled.cpu!;
+    figures.broker_rss_mb_500 = mix.sampled.rss!;
+    log(
+      `500/s mix: broker CPU ${figures.broker_cpu_pct_500.toFixed(1)}% of a core, RSS ${figures.broker_rss_mb_500.toFixed(1)} MB`,
+    );
+  } finally {
+    await stop(server);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return figures;
+};
+export default run;
