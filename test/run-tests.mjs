@@ -3,9 +3,10 @@
 // each stage and ends with one summary line "tests: N passed, M failed". Exit code 0 only if every
 // stage passed. Stages: lint+format (biome), typecheck (tsc), proto (buf lint/format/breaking and
 // generated code up to date), driver C tests under sanitizers, vitest (TypeScript unit, conformance,
-// fuzz, integration and end-to-end tests).
+// fuzz, integration and end-to-end tests); the driver's cross-compile with mingw-w64.
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { ensureAll, ROOT } from "./setup/ensure.mjs";
 
@@ -54,6 +55,10 @@ if (existsSync(join(ROOT, "driver", "Makefile"))) {
     failed += Number(m[2]);
   }
   if (!c.ok && (!m || Number(m[2]) === 0)) failed++;
+  // The kernel glue and the core against the Windows headers (mingw-w64), as far as they allow.
+  const cross = stage("driver cross-compile", "make", ["-C", "driver", "--no-print-directory", `-j${availableParallelism()}`, "cross"]);
+  if (cross.ok) passed++;
+  else failed++;
 }
 
 const report = join(ROOT, ".vitest-results.json");
