@@ -14,6 +14,14 @@ export const SYSTEM_PACKAGES = [
   { pkg: "mingw-w64", command: "x86_64-w64-mingw32-gcc", why: "protocol.h and driver cross-compilation" },
   { pkg: "gcc", command: "gcc", why: "driver core, simulator, C tests" },
   { pkg: "make", command: "make", why: "driver build" },
+  { pkg: "openssl", command: "openssl", why: "certificates for the TLS tests" },
+  // Installed without its recommends (node exporter, ipmitool, ...): the tests run the binaries only.
+  {
+    pkg: "prometheus",
+    command: "promtool",
+    why: "observability test: a real Prometheus and promtool",
+    noRecommends: true,
+  },
 ];
 
 function onPath(cmd) {
@@ -28,18 +36,27 @@ export function ensureSystemPackages() {
   const missing = SYSTEM_PACKAGES.filter((p) => !onPath(p.command));
   if (missing.length === 0) return true;
   const names = [...new Set(missing.map((p) => p.pkg))];
+  const lean = new Set(missing.filter((p) => p.noRecommends).map((p) => p.pkg));
   if (process.getuid?.() !== 0) {
     log(`missing Debian packages: ${names.join(" ")}; run: sudo apt-get install -y ${names.join(" ")}`);
     return false;
   }
   log(`installing Debian packages: ${names.join(" ")}`);
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  let r = spawnSync("apt-get", ["install", "-y", "-qq", ...names], { stdio: "inherit", env });
-  if (r.status !== 0) {
+  const install = () => {
+    const groups = [names.filter((n) => !lean.has(n)), names.filter((n) => lean.has(n))];
+    return groups.every((g, i) => {
+      if (g.length === 0) return true;
+      const args = ["install", "-y", "-qq", ...(i === 1 ? ["--no-install-recommends"] : []), ...g];
+      return spawnSync("apt-get", args, { stdio: "inherit", env }).status === 0;
+    });
+  };
+  let ok = install();
+  if (!ok) {
     spawnSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
-    r = spawnSync("apt-get", ["install", "-y", "-qq", ...names], { stdio: "inherit", env });
+    ok = install();
   }
-  return r.status === 0 && SYSTEM_PACKAGES.every((p) => onPath(p.command));
+  return ok && SYSTEM_PACKAGES.every((p) => onPath(p.command));
 }
 
 export function ensureNodeModules() {
