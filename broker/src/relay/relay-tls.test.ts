@@ -99,7 +99,13 @@ function relayWith(ca: string) {
     probeIntervalMs: 1000,
     staleIfErrorMs: 0,
   });
-  return { relay, close: () => (relay.close(), channel.close()) };
+  return {
+    relay,
+    close: () => {
+      relay.close();
+      channel.close();
+    },
+  };
 }
 
 const req = create(CheckRequestSchema, {
