@@ -97,7 +97,7 @@ export class Summary {
   note(line: string): void {
     const s = ((Date.now() - this.startedAt) / 1000).toFixed(1);
     this.events.push(`${s.padStart(5)}s  ${line}`);
-    if (this.events.length > 6) this.events.shift();
+    if (this.events.length > 10) this.events.shift();
   }
 
   private tick() {
