@@ -94,7 +94,7 @@ export const KEYS: readonly KeySpec[] = [
   {
     path: "driver.readers",
     kind: "int",
-    def: 4,
+    def: 2,
     min: 1,
     max: 64,
     help: "FilterGetMessage calls kept outstanding",

@@ -27,9 +27,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include "sim_shm.h"
 #include "sim_wire.h"
 
 #define FLTSIM_EXPORT __attribute__((visibility("default")))
@@ -50,6 +53,7 @@ typedef struct FLTSIM_PORT {
     int Busy[FLTSIM_MAX_BUSY];
     int BusyCount;
     pthread_cond_t UsersCv;
+    SIM_SHM *Shm;                   /* the simulator's shared port state (NULL: socket replies only) */
 } FLTSIM_PORT;
 
 static pthread_mutex_t gLock = PTHREAD_MUTEX_INITIALIZER;
@@ -84,6 +88,82 @@ static int ReadAll(int fd, void *buf, size_t n)
     return 0;
 }
 
+/* Header and payload in one sendmsg: the simulator's thread wakes once per request. */
+static int WriteReq(int fd, const SIMW_HEADER *h, const void *in, uint32_t inLen)
+{
+    struct iovec iov[2];
+    struct msghdr mh;
+    ssize_t w;
+    size_t total = sizeof(*h) + inLen;
+    memset(&mh, 0, sizeof(mh));
+    iov[0].iov_base = (void *)h;
+    iov[0].iov_len = sizeof(*h);
+    iov[1].iov_base = (void *)in;
+    iov[1].iov_len = inLen;
+    mh.msg_iov = iov;
+    mh.msg_iovlen = inLen ? 2 : 1;
+    do {
+        w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    } while (w < 0 && errno == EINTR);
+    if (w <= 0) return -1;
+    if ((size_t)w >= total) return 0;
+    if ((size_t)w < sizeof(*h)) {
+        if (WriteAll(fd, (const uint8_t *)h + w, sizeof(*h) - (size_t)w) != 0) return -1;
+        w = (ssize_t)sizeof(*h);
+    }
+    return WriteAll(fd, (const uint8_t *)in + ((size_t)w - sizeof(*h)), total - (size_t)w);
+}
+
+/* CONNECT: like Call, and takes the shared region's fd that comes with the response (or -1). */
+static int CallConnect(int fd, const void *ctx, uint32_t ctxLen, int32_t *hr, uint64_t *cookie, int *shmFd)
+{
+    SIMW_HEADER h = { SIMW_OP_CONNECT, ctxLen, 0 };
+    SIMW_HEADER r;
+    struct iovec iov;
+    struct msghdr mh;
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int))]; } ctl;
+    struct cmsghdr *c;
+    ssize_t n;
+    *shmFd = -1;
+    if (WriteReq(fd, &h, ctx, ctxLen) != 0) return -1;
+    memset(&mh, 0, sizeof(mh));
+    iov.iov_base = &r;
+    iov.iov_len = sizeof(r);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.buf;
+    mh.msg_controllen = sizeof(ctl.buf);
+    do {
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) return -1;
+    for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            memcpy(shmFd, CMSG_DATA(c), sizeof(int));
+        }
+    }
+    if ((size_t)n < sizeof(r) && ReadAll(fd, (uint8_t *)&r + n, sizeof(r) - (size_t)n) != 0) return -1;
+    if (r.Length != 0) return -1;
+    *hr = (int32_t)r.Op;
+    *cookie = r.Arg;
+    return 0;
+}
+
+/* Maps the simulator's shared port state; NULL when absent or not the expected layout. */
+static SIM_SHM *MapShm(int fd)
+{
+    void *m;
+    if (fd < 0) return NULL;
+    m = mmap(NULL, sizeof(SIM_SHM), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return NULL;
+    if (((SIM_SHM *)m)->Magic != SIM_SHM_MAGIC || ((SIM_SHM *)m)->SlotCount != SIM_SHM_SLOTS) {
+        munmap(m, sizeof(SIM_SHM));
+        return NULL;
+    }
+    return (SIM_SHM *)m;
+}
+
 /* Request/response on fd. Response payload goes to Out (capacity OutCap); a larger payload is a
  * protocol error. Returns -1 on I/O failure, else 0 with *Hr, *OutLen, *Arg. */
 static int Call(int fd, uint32_t op, uint64_t arg, const void *in, uint32_t inLen, void *out, uint32_t outCap,
@@ -91,7 +171,7 @@ static int Call(int fd, uint32_t op, uint64_t arg, const void *in, uint32_t inLe
 {
     SIMW_HEADER h = { op, inLen, arg };
     SIMW_HEADER r;
-    if (WriteAll(fd, &h, sizeof(h)) != 0 || (inLen && WriteAll(fd, in, inLen) != 0)) return -1;
+    if (WriteReq(fd, &h, in, inLen) != 0) return -1;
     if (ReadAll(fd, &r, sizeof(r)) != 0) return -1;
     if (r.Length > outCap || r.Length > SIMW_MAX_PAYLOAD) return -1;
     if (r.Length && ReadAll(fd, out, r.Length) != 0) return -1;
@@ -224,7 +304,7 @@ FLTSIM_EXPORT int32_t FilterConnectCommunicationPort(const uint16_t *lpPortName,
     FLTSIM_PORT *p;
     int32_t hr;
     uint64_t cookie = 0;
-    int i, slot = -1;
+    int i, slot = -1, shmFd = -1;
     (void)dwOptions;
     (void)lpSecurityAttributes;
     if (hPort == NULL || lpPortName == NULL || (wSizeOfContext != 0 && lpContext == NULL)) return SIM_E_INVALIDARG;
@@ -239,15 +319,15 @@ FLTSIM_EXPORT int32_t FilterConnectCommunicationPort(const uint16_t *lpPortName,
         free(p);
         return SIM_E_FILE_NOT_FOUND; /* no such port (simulator not running) */
     }
-    if (Call(p->MainFd, SIMW_OP_CONNECT, 0, lpContext, wSizeOfContext, NULL, 0, &hr, NULL, &cookie) != 0) {
-        hr = SIM_E_HANDLE;
-    }
+    if (CallConnect(p->MainFd, lpContext, wSizeOfContext, &hr, &cookie, &shmFd) != 0) hr = SIM_E_HANDLE;
     if (hr != SIM_S_OK) {
+        if (shmFd >= 0) close(shmFd);
         close(p->MainFd);
         free(p);
         return hr;
     }
     p->Cookie = cookie;
+    p->Shm = MapShm(shmFd);
     pthread_mutex_lock(&gLock);
     for (i = 0; i < FLTSIM_MAX_HANDLES; i++) {
         if (gHandles[i] == NULL) {
@@ -258,6 +338,7 @@ FLTSIM_EXPORT int32_t FilterConnectCommunicationPort(const uint16_t *lpPortName,
     }
     pthread_mutex_unlock(&gLock);
     if (slot < 0) {
+        if (p->Shm) munmap(p->Shm, sizeof(SIM_SHM));
         close(p->MainFd);
         free(p);
         return SIM_E_NO_SYSTEM_RESOURCES;
@@ -294,6 +375,45 @@ FLTSIM_EXPORT int32_t FilterGetMessage(void *hPort, void *lpMessageBuffer, uint3
     return hr;
 }
 
+/* FilterReplyMessage in the caller's thread, through the shared slots: finds the waiting sender by
+ * the message id, hands it the reply and wakes it, like the kernel does. SIM_E_NOT_SUPPORTED: this
+ * message takes the socket path (a reply buffer larger than a slot's). */
+static int32_t ReplyShm(FLTSIM_PORT *p, const uint8_t *buf, uint32_t len)
+{
+    SIM_SHM *shm = p->Shm;
+    SIM_SHM_SLOT *s;
+    uint64_t id;
+    uint32_t data = len - 16, n;
+    memcpy(&id, buf + 8, sizeof(id)); /* FILTER_REPLY_HEADER: Status (4), pad (4), MessageId (8) */
+    s = &shm->Slots[id & (SIM_SHM_SLOTS - 1)];
+    SimShmLock(&shm->Mu);
+    if (shm->Cookie != p->Cookie) {
+        pthread_mutex_unlock(&shm->Mu);
+        return SIM_E_HANDLE; /* the simulator dropped this client */
+    }
+    if (s->MessageId != id || s->State != SIM_SLOT_DELIVERED) {
+        shm->LateReplies++;
+        pthread_mutex_unlock(&shm->Mu);
+        return SIM_E_FLT_NO_WAITER_FOR_REPLY;
+    }
+    if (s->ReplyCap > SIM_SHM_REPLY_MAX) {
+        pthread_mutex_unlock(&shm->Mu);
+        return SIM_E_NOT_SUPPORTED;
+    }
+    n = data > s->ReplyCap ? s->ReplyCap : data;
+    memcpy(s->Reply, buf + 16, n);
+    s->ReplyLen = n;
+    s->Status = data > s->ReplyCap ? (int32_t)0x80000005 /* STATUS_BUFFER_OVERFLOW */ : 0;
+    s->Direct = 0;
+    s->State = SIM_SLOT_DONE;
+    shm->Replies++;
+    pthread_mutex_unlock(&shm->Mu);
+    /* after unlocking: the woken sender does not block again on the lock we hold (one wake-up, not
+     * two). A signal that arrives after the slot was reused is a spurious wake-up: waiters re-check. */
+    pthread_cond_signal(&s->Cv);
+    return SIM_S_OK;
+}
+
 FLTSIM_EXPORT int32_t FilterReplyMessage(void *hPort, void *lpReplyBuffer, uint32_t dwReplyBufferSize)
 {
     FLTSIM_PORT *p;
@@ -302,6 +422,13 @@ FLTSIM_EXPORT int32_t FilterReplyMessage(void *hPort, void *lpReplyBuffer, uint3
     if (lpReplyBuffer == NULL || dwReplyBufferSize < 16 || dwReplyBufferSize > SIMW_MAX_PAYLOAD) return SIM_E_INVALIDARG;
     p = Acquire(hPort);
     if (p == NULL) return SIM_E_HANDLE;
+    if (p->Shm != NULL && dwReplyBufferSize - 16 <= SIM_SHM_REPLY_MAX) {
+        hr = ReplyShm(p, (const uint8_t *)lpReplyBuffer, dwReplyBufferSize);
+        if (hr != SIM_E_NOT_SUPPORTED) {
+            Release(p);
+            return hr;
+        }
+    }
     fd = TakeAux(p);
     if (fd < 0) {
         hr = LostHr(p);
@@ -377,6 +504,7 @@ FLTSIM_EXPORT int32_t FilterClose(void *hPort)
     p->IdleCount = 0;
     pthread_mutex_unlock(&gLock);
     close(p->MainFd);
+    if (p->Shm) munmap(p->Shm, sizeof(SIM_SHM));
     pthread_cond_destroy(&p->UsersCv);
     p->Magic = 0;
     free(p);

@@ -14,7 +14,9 @@
  *     (STATUS_CONNECTION_COUNT_LIMIT);
  *   - FilterSendMessage input goes through AgentshCoreDispatch, exactly like MessageNotify.
  *
- * Threads: one accept thread, one thread per client connection (main or aux).
+ * Threads: one accept thread, one thread per client connection (main or aux). Message state lives
+ * in a region shared with the client (sim_shm.h), so the client's FilterReplyMessage completes the
+ * sender directly, like the kernel call; SIMW_OP_REPLY remains for replies that do not fit a slot.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -23,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -31,22 +34,19 @@
 #include "sim_port.h"
 #include "sim_wire.h"
 
-#define SIM_MSG_QUEUED    0
-#define SIM_MSG_DELIVERED 1
-#define SIM_MSG_DONE      2
-
 struct SIM_MSG {
-    SIM_MSG *Next;
+    SIM_MSG *Next;        /* port queue */
     uint64_t Id;
+    uint32_t Slot;        /* its slot in the shared region (state, reply, the sender's condition) */
     const uint8_t *Data;
     uint32_t Size;
     uint8_t *Reply;       /* NULL: notification */
     uint32_t ReplyCap;
-    uint32_t ReplyLen;
-    NTSTATUS Status;
-    int State;
-    pthread_cond_t Cv;
+    uint32_t ReplyLen;    /* socket replies: written to Reply directly */
 };
+
+static void Lock(SIM_PORT *P) { SimShmLock(P->Mu); }
+static void Unlock(SIM_PORT *P) { pthread_mutex_unlock(P->Mu); }
 
 static int WriteAll(int fd, const void *buf, size_t n)
 {
@@ -74,29 +74,51 @@ static int ReadAll(int fd, void *buf, size_t n)
     return 0;
 }
 
-static int Respond(int fd, int32_t hr, uint64_t arg, const void *payload, uint32_t len)
+/* Header and payload in one sendmsg (one wake-up of the reader, not two); with passFd >= 0 the fd
+ * travels with the header (SCM_RIGHTS). */
+static int RespondEx(int fd, int32_t hr, uint64_t arg, const void *payload, uint32_t len, int passFd)
 {
     SIMW_HEADER h = { (uint32_t)hr, len, arg };
-    if (WriteAll(fd, &h, sizeof(h)) != 0) return -1;
-    return len ? WriteAll(fd, payload, len) : 0;
-}
-
-static void Unlink(SIM_MSG **head, SIM_MSG *m)
-{
-    SIM_MSG **pp;
-    for (pp = head; *pp; pp = &(*pp)->Next) {
-        if (*pp == m) {
-            *pp = m->Next;
-            m->Next = NULL;
-            return;
-        }
+    struct iovec iov[2];
+    struct msghdr mh;
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int))]; } ctl;
+    ssize_t w;
+    size_t sent, total = sizeof(h) + len;
+    memset(&mh, 0, sizeof(mh));
+    iov[0].iov_base = &h;
+    iov[0].iov_len = sizeof(h);
+    iov[1].iov_base = (void *)payload;
+    iov[1].iov_len = len;
+    mh.msg_iov = iov;
+    mh.msg_iovlen = len ? 2 : 1;
+    if (passFd >= 0) {
+        struct cmsghdr *c;
+        memset(&ctl, 0, sizeof(ctl));
+        mh.msg_control = ctl.buf;
+        mh.msg_controllen = sizeof(ctl.buf);
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &passFd, sizeof(int));
     }
+    do {
+        w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    } while (w < 0 && errno == EINTR);
+    if (w <= 0) return -1;
+    sent = (size_t)w;
+    if (sent >= total) return 0;
+    /* a short write (a full socket buffer): the rest as plain bytes */
+    if (sent < sizeof(h)) {
+        if (WriteAll(fd, (const uint8_t *)&h + sent, sizeof(h) - sent) != 0) return -1;
+        sent = sizeof(h);
+    }
+    return WriteAll(fd, (const uint8_t *)payload + (sent - sizeof(h)), total - sent);
 }
 
-static SIM_MSG *FindById(SIM_MSG *head, uint64_t id)
+static int Respond(int fd, int32_t hr, uint64_t arg, const void *payload, uint32_t len)
 {
-    for (; head; head = head->Next) if (head->Id == id) return head;
-    return NULL;
+    return RespondEx(fd, hr, arg, payload, len, -1);
 }
 
 static void QueueRemove(SIM_PORT *P, SIM_MSG *m)
@@ -110,6 +132,15 @@ static void QueueRemove(SIM_PORT *P, SIM_MSG *m)
             return;
         }
     }
+}
+
+/* The message a reply or a requeue names, if it is still delivered and waiting. Locked. */
+static SIM_MSG *DeliveredById(SIM_PORT *P, uint64_t id)
+{
+    uint32_t slot = (uint32_t)(id & (SIM_SHM_SLOTS - 1));
+    SIM_SHM_SLOT *s = &P->Shm->Slots[slot];
+    if (P->Msgs[slot] == NULL || s->MessageId != id || s->State != SIM_SLOT_DELIVERED) return NULL;
+    return P->Msgs[slot];
 }
 
 static void Deadline(struct timespec *ts, uint32_t ms)
@@ -128,86 +159,111 @@ NTSTATUS SimPortSend(void *Context, const void *Message, UINT32 MessageSize, voi
 {
     SIM_PORT *P = (SIM_PORT *)Context;
     SIM_MSG m;
-    pthread_condattr_t ca;
+    SIM_SHM_SLOT *s;
     struct timespec deadline;
     NTSTATUS status;
+    uint32_t len;
 
     memset(&m, 0, sizeof(m));
     m.Data = (const uint8_t *)Message;
     m.Size = MessageSize;
     m.Reply = (uint8_t *)Reply;
     m.ReplyCap = (Reply && ReplyLength) ? *ReplyLength : 0;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&m.Cv, &ca);
-    pthread_condattr_destroy(&ca);
     Deadline(&deadline, TimeoutMs);
 
-    pthread_mutex_lock(&P->Mu);
-    if (!P->Connected) {
-        pthread_mutex_unlock(&P->Mu);
-        pthread_cond_destroy(&m.Cv);
+    Lock(P);
+    if (!P->Connected || P->FreeCount == 0) {
+        status = P->Connected ? STATUS_INSUFFICIENT_RESOURCES : STATUS_PORT_DISCONNECTED;
+        Unlock(P);
         if (ReplyLength) *ReplyLength = 0;
-        return STATUS_PORT_DISCONNECTED;
+        return status;
     }
-    m.Id = ++P->NextMessageId;
-    m.State = SIM_MSG_QUEUED;
+    m.Slot = P->FreeSlots[--P->FreeCount];
+    m.Id = (++P->NextMessageId << SIM_SHM_SLOT_BITS) | m.Slot;
+    s = &P->Shm->Slots[m.Slot];
+    s->MessageId = m.Id;
+    s->ReplyCap = m.ReplyCap;
+    s->ReplyLen = 0;
+    s->Status = 0;
+    s->Direct = 0;
+    s->State = SIM_SLOT_QUEUED;
+    P->Msgs[m.Slot] = &m;
     if (P->QTail) P->QTail->Next = &m; else P->QHead = &m;
     P->QTail = &m;
-    pthread_cond_signal(&P->GetCv);
-    while (m.State != SIM_MSG_DONE) {
-        int rc = pthread_cond_timedwait(&m.Cv, &P->Mu, &deadline);
-        if (rc == ETIMEDOUT && m.State != SIM_MSG_DONE) {
-            if (m.State == SIM_MSG_QUEUED) QueueRemove(P, &m); else Unlink(&P->Waiting, &m);
-            m.State = SIM_MSG_DONE;
-            m.Status = STATUS_TIMEOUT;
-            m.ReplyLen = 0;
+    /* the reader is woken after unlocking, so it does not block again on the lock we hold */
+    Unlock(P);
+    pthread_cond_signal(P->GetCv);
+    Lock(P);
+    while (s->State != SIM_SLOT_DONE) {
+        int rc = SimShmWaitResult(P->Mu, pthread_cond_timedwait(&s->Cv, P->Mu, &deadline));
+        if (rc == ETIMEDOUT && s->State != SIM_SLOT_DONE) {
+            if (s->State == SIM_SLOT_QUEUED) QueueRemove(P, &m);
+            s->State = SIM_SLOT_DONE;
+            s->Status = STATUS_TIMEOUT;
+            s->ReplyLen = 0;
+            s->Direct = 0;
             P->Timeouts++;
         }
     }
-    status = m.Status;
-    if (ReplyLength) *ReplyLength = m.ReplyLen;
-    pthread_mutex_unlock(&P->Mu);
-    pthread_cond_destroy(&m.Cv);
+    status = s->Status;
+    if (s->Direct) {
+        len = m.ReplyLen;
+    } else {
+        /* a reply the client wrote into the slot: never trust its length past either buffer */
+        len = s->ReplyLen;
+        if (len > m.ReplyCap) len = m.ReplyCap;
+        if (len > SIM_SHM_REPLY_MAX) len = SIM_SHM_REPLY_MAX;
+        if (len) memcpy(m.Reply, s->Reply, len);
+    }
+    s->MessageId = 0;
+    s->State = SIM_SLOT_FREE;
+    P->Msgs[m.Slot] = NULL;
+    P->FreeSlots[P->FreeCount++] = m.Slot;
+    Unlock(P);
+    if (ReplyLength) *ReplyLength = len;
     return status;
+}
+
+static void Complete(SIM_PORT *P, uint32_t slot, NTSTATUS status)
+{
+    SIM_SHM_SLOT *s = &P->Shm->Slots[slot];
+    s->Status = status;
+    s->ReplyLen = 0;
+    s->Direct = 0;
+    s->State = SIM_SLOT_DONE;
+    pthread_cond_signal(&s->Cv);
 }
 
 static void FailAllLocked(SIM_PORT *P, NTSTATUS status)
 {
     SIM_MSG *m;
+    uint32_t i;
     while ((m = P->QHead) != NULL) {
         P->QHead = m->Next;
         m->Next = NULL;
-        m->State = SIM_MSG_DONE;
-        m->Status = status;
-        m->ReplyLen = 0;
-        pthread_cond_signal(&m->Cv);
+        Complete(P, m->Slot, status);
     }
     P->QTail = NULL;
-    while ((m = P->Waiting) != NULL) {
-        P->Waiting = m->Next;
-        m->Next = NULL;
-        m->State = SIM_MSG_DONE;
-        m->Status = status;
-        m->ReplyLen = 0;
-        pthread_cond_signal(&m->Cv);
+    for (i = 0; i < SIM_SHM_SLOTS; i++) {
+        if (P->Msgs[i] != NULL && P->Shm->Slots[i].State == SIM_SLOT_DELIVERED) Complete(P, i, status);
     }
 }
 
 static void Disconnect(SIM_PORT *P, uint64_t generation)
 {
     int was = 0;
-    pthread_mutex_lock(&P->Mu);
+    Lock(P);
     if (P->Connected && P->Generation == generation) {
         P->Connected = 0;
         P->Generation++;
         P->ClientPid = 0;
+        P->Shm->Cookie = 0;
         P->Disconnects++;
         FailAllLocked(P, STATUS_PORT_DISCONNECTED);
-        pthread_cond_broadcast(&P->GetCv);
+        pthread_cond_broadcast(P->GetCv);
         was = 1;
     }
-    pthread_mutex_unlock(&P->Mu);
+    Unlock(P);
     if (was) AgentshCoreClientDisconnected(P->Core);
 }
 
@@ -215,24 +271,25 @@ static void Disconnect(SIM_PORT *P, uint64_t generation)
 static int HandleGet(SIM_PORT *P, int fd, uint64_t generation, uint64_t capacity, uint8_t *buf)
 {
     SIM_MSG *m;
+    SIM_SHM_SLOT *s;
     FILTER_MESSAGE_HEADER fh;
     uint32_t total;
     uint64_t id;
 
-    pthread_mutex_lock(&P->Mu);
+    Lock(P);
     while (P->Connected && P->Generation == generation && P->QHead == NULL && !P->Stopping) {
-        pthread_cond_wait(&P->GetCv, &P->Mu);
+        (void)SimShmWaitResult(P->Mu, pthread_cond_wait(P->GetCv, P->Mu));
     }
     if (!P->Connected || P->Generation != generation || P->Stopping) {
-        pthread_mutex_unlock(&P->Mu);
+        Unlock(P);
         return Respond(fd, SIM_E_OPERATION_ABORTED, 0, NULL, 0);
     }
     m = P->QHead;
     total = 16u + m->Size;
     if (capacity < total) {
         /* stays queued for a reader with a large enough buffer (or until the sender times out) */
-        pthread_cond_signal(&P->GetCv);
-        pthread_mutex_unlock(&P->Mu);
+        pthread_cond_signal(P->GetCv);
+        Unlock(P);
         return Respond(fd, SIM_E_INSUFFICIENT_BUFFER, total, NULL, 0);
     }
     P->QHead = m->Next;
@@ -244,32 +301,25 @@ static int HandleGet(SIM_PORT *P, int fd, uint64_t generation, uint64_t capacity
     memcpy(buf, &fh, 16);
     memcpy(buf + 16, m->Data, m->Size);
     id = m->Id;
-    if (m->Reply) {
-        m->State = SIM_MSG_DELIVERED;
-        m->Next = P->Waiting;
-        P->Waiting = m;
-    } else {
-        m->State = SIM_MSG_DONE;
-        m->Status = STATUS_SUCCESS;
-        pthread_cond_signal(&m->Cv);
-    }
+    s = &P->Shm->Slots[m->Slot];
+    if (m->Reply) s->State = SIM_SLOT_DELIVERED;
+    else Complete(P, m->Slot, STATUS_SUCCESS);
     P->Delivered++;
-    if (P->QHead) pthread_cond_signal(&P->GetCv);
-    pthread_mutex_unlock(&P->Mu);
+    if (P->QHead) pthread_cond_signal(P->GetCv);
+    Unlock(P);
 
     if (Respond(fd, SIM_S_OK, 0, buf, total) != 0) {
         /* the reader vanished: give the message back to the queue if its sender still waits */
-        pthread_mutex_lock(&P->Mu);
-        m = FindById(P->Waiting, id);
+        Lock(P);
+        m = DeliveredById(P, id);
         if (m != NULL) {
-            Unlink(&P->Waiting, m);
-            m->State = SIM_MSG_QUEUED;
+            P->Shm->Slots[m->Slot].State = SIM_SLOT_QUEUED;
             m->Next = P->QHead;
             P->QHead = m;
             if (P->QTail == NULL) P->QTail = m;
-            pthread_cond_signal(&P->GetCv);
+            pthread_cond_signal(P->GetCv);
         }
-        pthread_mutex_unlock(&P->Mu);
+        Unlock(P);
         return -1;
     }
     return 0;
@@ -279,31 +329,33 @@ static int HandleReply(SIM_PORT *P, int fd, uint64_t generation, const uint8_t *
 {
     FILTER_REPLY_HEADER rh;
     SIM_MSG *m;
+    SIM_SHM_SLOT *s;
     uint32_t data;
     if (len < 16) return Respond(fd, SIM_E_INVALIDARG, 0, NULL, 0);
     memcpy(&rh, buf, 16);
     data = len - 16;
-    pthread_mutex_lock(&P->Mu);
-    m = (P->Generation == generation) ? FindById(P->Waiting, rh.MessageId) : NULL;
+    Lock(P);
+    m = (P->Generation == generation) ? DeliveredById(P, rh.MessageId) : NULL;
     if (m == NULL) {
         P->LateReplies++;
-        pthread_mutex_unlock(&P->Mu);
+        Unlock(P);
         return Respond(fd, SIM_E_FLT_NO_WAITER_FOR_REPLY, 0, NULL, 0);
     }
-    Unlink(&P->Waiting, m);
+    s = &P->Shm->Slots[m->Slot];
     if (data > m->ReplyCap) {
         memcpy(m->Reply, buf + 16, m->ReplyCap);
         m->ReplyLen = m->ReplyCap;
-        m->Status = (NTSTATUS)0x80000005L; /* STATUS_BUFFER_OVERFLOW */
+        s->Status = (NTSTATUS)0x80000005L; /* STATUS_BUFFER_OVERFLOW */
     } else {
         memcpy(m->Reply, buf + 16, data);
         m->ReplyLen = data;
-        m->Status = STATUS_SUCCESS;
+        s->Status = STATUS_SUCCESS;
     }
-    m->State = SIM_MSG_DONE;
+    s->Direct = 1;
+    s->State = SIM_SLOT_DONE;
     P->Replies++;
-    pthread_cond_signal(&m->Cv);
-    pthread_mutex_unlock(&P->Mu);
+    Unlock(P);
+    pthread_cond_signal(&s->Cv); /* after unlocking, as in libfltsim's ReplyShm */
     return Respond(fd, SIM_S_OK, 0, NULL, 0);
 }
 
@@ -349,26 +401,28 @@ static void *ConnThread(void *arg)
             uint64_t cookie = 0;
             uint32_t pid = 0;
             if (getsockopt(c.Fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) pid = (uint32_t)cred.pid;
-            pthread_mutex_lock(&P->Mu);
+            Lock(P);
             if (NT_SUCCESS(st) && P->Connected) st = STATUS_CONNECTION_COUNT_LIMIT;
             if (NT_SUCCESS(st)) {
                 P->Connected = 1;
                 P->Generation++;
                 generation = P->Generation;
                 P->Cookie = ((uint64_t)rand() << 32) ^ (uint64_t)rand() ^ (generation << 48) ^ (uint64_t)time(NULL);
+                if (P->Cookie == 0) P->Cookie = 1;
                 cookie = P->Cookie;
+                P->Shm->Cookie = cookie;
                 P->ClientPid = pid;
                 P->Connects++;
             } else {
                 P->Refused++;
             }
-            pthread_mutex_unlock(&P->Mu);
+            Unlock(P);
             if (!NT_SUCCESS(st)) {
                 (void)Respond(c.Fd, SimHresultFromNtStatus(st), 0, NULL, 0);
                 break;
             }
             AgentshCoreClientConnected(P->Core, pid);
-            if (Respond(c.Fd, SIM_S_OK, cookie, NULL, 0) != 0) {
+            if (RespondEx(c.Fd, SIM_S_OK, cookie, NULL, 0, P->ShmFd) != 0) {
                 Disconnect(P, generation);
                 break;
             }
@@ -380,10 +434,10 @@ static void *ConnThread(void *arg)
         }
         if (h.Op == SIMW_OP_ATTACH && !attached) {
             int ok;
-            pthread_mutex_lock(&P->Mu);
+            Lock(P);
             ok = P->Connected && P->Cookie == h.Arg;
             generation = P->Generation;
-            pthread_mutex_unlock(&P->Mu);
+            Unlock(P);
             if (!ok) {
                 (void)Respond(c.Fd, SIM_E_HANDLE, 0, NULL, 0);
                 break;
@@ -396,9 +450,9 @@ static void *ConnThread(void *arg)
             (void)Respond(c.Fd, SIM_E_HANDLE, 0, NULL, 0);
             break;
         }
-        pthread_mutex_lock(&P->Mu);
+        Lock(P);
         attached = P->Connected && P->Generation == generation;
-        pthread_mutex_unlock(&P->Mu);
+        Unlock(P);
         if (!attached) {
             (void)Respond(c.Fd, SIM_E_HANDLE, 0, NULL, 0); /* an aux connection of a previous client */
             break;
@@ -453,14 +507,56 @@ static void *AcceptThread(void *arg)
     return NULL;
 }
 
+/* The region shared with clients: the port lock, the readers' condition and one slot per message in
+ * flight, each with the condition its sender waits on (all process-shared). */
+static int ShmCreate(SIM_PORT *P)
+{
+    pthread_mutexattr_t ma;
+    pthread_condattr_t ca;
+    SIM_SHM *shm;
+    uint32_t i;
+    int fd = memfd_create("agentsh-sim-port", MFD_CLOEXEC);
+    if (fd < 0) return -1;
+    if (ftruncate(fd, (off_t)sizeof(SIM_SHM)) != 0) {
+        close(fd);
+        return -1;
+    }
+    shm = (SIM_SHM *)mmap(NULL, sizeof(SIM_SHM), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (shm == MAP_FAILED) {
+        close(fd);
+        return -1;
+    }
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&shm->Mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&shm->GetCv, &ca);
+    for (i = 0; i < SIM_SHM_SLOTS; i++) {
+        pthread_cond_init(&shm->Slots[i].Cv, &ca);
+        P->FreeSlots[i] = SIM_SHM_SLOTS - 1 - i;
+    }
+    pthread_condattr_destroy(&ca);
+    P->FreeCount = SIM_SHM_SLOTS;
+    shm->SlotCount = SIM_SHM_SLOTS;
+    shm->Magic = SIM_SHM_MAGIC;
+    P->Shm = shm;
+    P->ShmFd = fd;
+    P->Mu = &shm->Mu;
+    P->GetCv = &shm->GetCv;
+    return 0;
+}
+
 int SimPortStart(SIM_PORT *P, AGENTSH_CORE *Core, const char *SocketPath, const char *Volumes)
 {
     struct sockaddr_un a;
     pthread_t t;
     pthread_attr_t at;
     memset(P, 0, sizeof(*P));
-    pthread_mutex_init(&P->Mu, NULL);
-    pthread_cond_init(&P->GetCv, NULL);
+    if (ShmCreate(P) != 0) return -1;
     P->Core = Core;
     snprintf(P->Path, sizeof(P->Path), "%s", SocketPath);
     snprintf(P->Volumes, sizeof(P->Volumes), "%s", Volumes ? Volumes : "");
@@ -489,13 +585,13 @@ int SimPortStart(SIM_PORT *P, AGENTSH_CORE *Core, const char *SocketPath, const 
 
 void SimPortStop(SIM_PORT *P)
 {
-    pthread_mutex_lock(&P->Mu);
+    Lock(P);
     P->Stopping = 1;
     P->Connected = 0;
     P->Generation++;
     FailAllLocked(P, STATUS_PORT_DISCONNECTED);
-    pthread_cond_broadcast(&P->GetCv);
-    pthread_mutex_unlock(&P->Mu);
+    pthread_cond_broadcast(P->GetCv);
+    Unlock(P);
     shutdown(P->ListenFd, SHUT_RDWR);
     close(P->ListenFd);
     unlink(P->Path);
@@ -504,23 +600,23 @@ void SimPortStop(SIM_PORT *P)
 int SimPortConnected(SIM_PORT *P, uint32_t *ClientPid)
 {
     int c;
-    pthread_mutex_lock(&P->Mu);
+    Lock(P);
     c = P->Connected;
     if (ClientPid) *ClientPid = P->ClientPid;
-    pthread_mutex_unlock(&P->Mu);
+    Unlock(P);
     return c;
 }
 
 void SimPortStats(SIM_PORT *P, uint64_t *Delivered, uint64_t *Replies, uint64_t *Late, uint64_t *Timeouts,
                   uint64_t *Connects, uint64_t *Disconnects, uint64_t *Refused)
 {
-    pthread_mutex_lock(&P->Mu);
+    Lock(P);
     *Delivered = P->Delivered;
-    *Replies = P->Replies;
-    *Late = P->LateReplies;
+    *Replies = P->Replies + P->Shm->Replies;
+    *Late = P->LateReplies + P->Shm->LateReplies;
     *Timeouts = P->Timeouts;
     *Connects = P->Connects;
     *Disconnects = P->Disconnects;
     *Refused = P->Refused;
-    pthread_mutex_unlock(&P->Mu);
+    Unlock(P);
 }

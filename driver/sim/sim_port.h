@@ -4,14 +4,19 @@
 #include <pthread.h>
 #include <stdint.h>
 #include "agentsh_core.h"
+#include "sim_shm.h"
 
 typedef struct SIM_MSG SIM_MSG;
 
 typedef struct SIM_PORT {
-    pthread_mutex_t Mu;
-    pthread_cond_t GetCv;
+    pthread_mutex_t *Mu;        /* &Shm->Mu: the port lock, shared with the client's libfltsim */
+    pthread_cond_t *GetCv;      /* &Shm->GetCv */
+    SIM_SHM *Shm;               /* slots of the messages in flight (see sim_shm.h) */
+    int ShmFd;
     SIM_MSG *QHead, *QTail;     /* sent, not yet delivered to a FilterGetMessage */
-    SIM_MSG *Waiting;           /* delivered, waiting for FilterReplyMessage */
+    SIM_MSG *Msgs[SIM_SHM_SLOTS];        /* the sender's message of each slot in use */
+    uint32_t FreeSlots[SIM_SHM_SLOTS];
+    uint32_t FreeCount;
     int Connected;
     uint64_t Cookie;
     uint64_t Generation;        /* bumped by every connect and disconnect */

@@ -89,7 +89,6 @@ export class PortError extends Error {
 export class PortClient extends EventEmitter {
   private handle: bigint | null = null;
   private workers: Worker[] = [];
-  private replier: Worker | null = null;
   private stopping = false;
   private reconnecting: Promise<void> | null = null;
   private nextRequestId = 1n;
@@ -120,15 +119,16 @@ export class PortClient extends EventEmitter {
   /** Connects (retrying with backoff until it works or stop() is called). */
   async start(): Promise<void> {
     this.stopping = false;
+    // The readers are up before the driver can send: a connected port must never wait for one.
+    await this.startReaders();
     await this.connectWithBackoff();
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     await this.disconnect();
-    const r = this.replier;
-    this.replier = null;
-    await r?.terminate();
+    const workers = this.workers.splice(0);
+    await Promise.all(workers.map((w) => w.terminate()));
   }
 
   // -- commands ------------------------------------------------------------------------------
@@ -234,39 +234,48 @@ export class PortClient extends EventEmitter {
       this.closeHandle();
       throw e;
     }
-    this.startReaders(handle, this.generation);
+    for (const w of this.workers) w.postMessage({ handle, gen: this.generation });
     this.stats.connected = true;
     this.stats.connects++;
     this.emit("connected");
   }
 
-  private startReaders(handle: bigint, generation: number): void {
-    for (let i = 0; i < this.opts.readers; i++) {
+  /** The reader threads, kept across reconnects; resolves when every one is ready to read. */
+  private async startReaders(): Promise<void> {
+    const ready: Promise<void>[] = [];
+    while (this.workers.length < this.opts.readers) {
       const w = new Worker(new URL("./port-reader.worker.mjs", import.meta.url), {
         workerData: {
           libraryPath: this.opts.lib.path,
           prototype: PROTOTYPES.get,
-          handle,
           bufferSize: PORT_HEADER_SIZE + MAX_MESSAGE_SIZE,
         },
         resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 },
       });
-      w.on("message", (m: { hr: number; data?: ArrayBuffer }) => {
-        if (m.hr === 0 && m.data) this.onPortMessage(new Uint8Array(m.data), handle);
-        else if (generation === this.generation && !this.stopping) {
-          const hr = hresult(m.hr);
-          if (hr !== HR.ERROR_OPERATION_ABORTED || this.handle === handle)
-            this.portLost("FilterGetMessage", hr);
+      ready.push(
+        new Promise<void>((resolve) => {
+          w.once("message", () => resolve());
+          w.once("error", () => resolve());
+        }),
+      );
+      w.on("message", (m: { handle?: bigint; gen?: number; hr?: number; data?: ArrayBuffer }) => {
+        if (m.handle === undefined) return; // ready
+        if (m.hr === 0 && m.data) this.onPortMessage(new Uint8Array(m.data), m.handle);
+        else if (m.gen === this.generation && this.handle !== null && !this.stopping) {
+          // The current port failed under this reader (a closed handle is the old port's news).
+          this.portLost("FilterGetMessage", hresult(m.hr ?? HR.ERROR_INVALID_HANDLE));
         }
       });
       w.on("error", (e) => {
         this.stats.lastError = `reader thread: ${e.message}`;
-        if (generation === this.generation && !this.stopping)
-          this.portLost("reader thread", HR.ERROR_INVALID_HANDLE);
+        const i = this.workers.indexOf(w);
+        if (i >= 0) this.workers.splice(i, 1);
+        if (this.handle !== null && !this.stopping) this.portLost("reader thread", HR.ERROR_INVALID_HANDLE);
       });
       w.unref();
       this.workers.push(w);
     }
+    await Promise.all(ready);
   }
 
   private onPortMessage(bytes: Uint8Array, handle: bigint): void {
@@ -318,40 +327,18 @@ export class PortClient extends EventEmitter {
       flags: 0,
       reserved: 0,
     });
-    const owned = new ArrayBuffer(buf.length);
-    new Uint8Array(owned).set(buf);
-    this.replierThread().postMessage({ handle, messageId, buffer: owned }, [owned]);
-    this.stats.replies++;
-  }
-
-  /** A failed FilterReplyMessage, reported by the replier thread. */
-  private onReplyFailed(m: { handle: bigint; messageId: bigint; hr: number }): void {
-    this.stats.replies--;
-    const hr = hresult(m.hr);
-    if (hr === HR.ERROR_FLT_NO_WAITER_FOR_REPLY) {
+    // FilterReplyMessage completes at once (the kernel hands the reply to the waiting sender; the
+    // simulator's library does the same through shared memory), so it runs here, on the main thread.
+    const hr = hresult(this.opts.lib.reply(handle, buf));
+    if (hr === HR.S_OK) this.stats.replies++;
+    else if (hr === HR.ERROR_FLT_NO_WAITER_FOR_REPLY) {
       this.stats.lateReplies++; // the driver timed out first: counted, not fatal
-      this.emit("lateReply", m.messageId);
-      return;
+      this.emit("lateReply", messageId);
+    } else {
+      this.stats.replyFailures++;
+      this.stats.lastError = `FilterReplyMessage: ${describeHr(hr)}`;
+      if (isPortLost(hr)) this.portLost("FilterReplyMessage", hr);
     }
-    this.stats.replyFailures++;
-    this.stats.lastError = `FilterReplyMessage: ${describeHr(hr)}`;
-    if (isPortLost(hr) && this.handle === m.handle) this.portLost("FilterReplyMessage", hr);
-  }
-
-  private replierThread(): Worker {
-    if (this.replier) return this.replier;
-    const w = new Worker(new URL("./port-replier.worker.mjs", import.meta.url), {
-      workerData: { libraryPath: this.opts.lib.path, prototype: PROTOTYPES.reply },
-      resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 },
-    });
-    w.on("message", (m: { handle: bigint; messageId: bigint; hr: number }) => this.onReplyFailed(m));
-    w.on("error", (e) => {
-      this.stats.lastError = `replier thread: ${e.message}`;
-      if (this.replier === w) this.replier = null;
-    });
-    w.unref();
-    this.replier = w;
-    return w;
   }
 
   private portLost(where: string, hr: number): void {
@@ -379,21 +366,8 @@ export class PortClient extends EventEmitter {
 
   private async disconnect(): Promise<void> {
     this.generation++;
+    // Closing the handle unblocks the readers; they wait for the next connection's handle.
     this.closeHandle();
-    const workers = this.workers.splice(0);
-    // Closing the handle unblocks the readers; terminate any that do not exit promptly.
-    await Promise.all(
-      workers.map(
-        (w) =>
-          new Promise<void>((resolve) => {
-            const t = setTimeout(() => void w.terminate().then(() => resolve()), 1000);
-            w.once("exit", () => {
-              clearTimeout(t);
-              resolve();
-            });
-          }),
-      ),
-    );
   }
 }
 

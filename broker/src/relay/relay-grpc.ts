@@ -1,6 +1,7 @@
 // @grpc/grpc-js clients for the proto/ services, with protobuf-es (de)serialisation: grpc-js does the
 // transport (HTTP/2, name resolution, round-robin load balancing, keepalive, retries), protobuf-es
-// the messages. One channel per target, shared by every client built on it.
+// the messages (written by relay-codec.ts's serialisers compiled from the same descriptors). One
+// channel per target, shared by every client built on it.
 
 import { ApprovalService, health, PolicyService } from "@agentsh/proto";
 import {
@@ -11,13 +12,14 @@ import {
   toBinary,
 } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+import { compiledSerializer } from "./relay-codec.js";
 
 /** A grpc-js service definition for a protobuf-es service descriptor. */
 export function grpcDefinition(service: DescService): grpc.ServiceDefinition {
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const m of service.methods) {
     const codec = <D extends DescMessage>(desc: D) => ({
-      serialize: (msg: MessageShape<D>) => Buffer.from(toBinary(desc, msg)),
+      serialize: compiledSerializer(desc) ?? ((msg: MessageShape<D>) => Buffer.from(toBinary(desc, msg))),
       deserialize: (b: Buffer) => fromBinary(desc, b),
     });
     const input = codec(m.input);
