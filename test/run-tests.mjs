@@ -56,7 +56,13 @@ if (existsSync(join(ROOT, "driver", "Makefile"))) {
   }
   if (!c.ok && (!m || Number(m[2]) === 0)) failed++;
   // The kernel glue and the core against the Windows headers (mingw-w64), as far as they allow.
-  const cross = stage("driver cross-compile", "make", ["-C", "driver", "--no-print-directory", `-j${availableParallelism()}`, "cross"]);
+  const cross = stage("driver cross-compile", "make", [
+    "-C",
+    "driver",
+    "--no-print-directory",
+    `-j${availableParallelism()}`,
+    "cross",
+  ]);
   if (cross.ok) passed++;
   else failed++;
 }
