@@ -41,6 +41,8 @@ export interface Decision {
   cacheTtlMs: number;
   /** Canonical form of the path ("" when it could not be canonicalised). */
   canonicalPath: string;
+  /** Renames: canonical source and destination ("" for a side that could not be canonicalised). */
+  renamePaths?: { source: string; destination: string };
   /** Renames: which side's outcome is the answer. */
   decidedSide?: "source" | "destination";
   redirectPath?: string;

@@ -20,7 +20,7 @@ import { SessionCache, type SessionMatchers } from "./engine-session.js";
 import type { CheckInput, Decision } from "./engine-types.js";
 import type { AmbiguousMatch } from "./match-trie.js";
 import { canonicalizeFile, type FileContext } from "./path-file.js";
-import { canonicalizeRegistry } from "./path-registry.js";
+import { canonicalizeRegistryFor } from "./path-registry.js";
 import { couldBeShortNameOf } from "./path-shortname.js";
 import { type CanonicalPath, isFailure, type Kind } from "./path-types.js";
 import { upcase } from "./path-upcase.js";
@@ -120,6 +120,7 @@ export class PolicyEngine {
     const dst = STRICTNESS[dc.decision] > STRICTNESS[dw.decision] ? dc : dw;
     const useDst = STRICTNESS[dst.decision] > STRICTNESS[src.decision];
     const d = this.finish(useDst ? dst : src, input, session, useDst ? "destination" : "source");
+    d.renamePaths = { source: src.canonical?.display ?? "", destination: dw.canonical?.display ?? "" };
     if (d.decision === "allow" || d.decision === "audit")
       d.cacheTtlMs = Math.min(d.cacheTtlMs, this.ttl(useDst ? src : dst, d.decision));
     if (d.mitre === "") {
@@ -144,7 +145,7 @@ export class PolicyEngine {
     userSid: string | undefined,
     session: SessionMatchers,
   ): Side {
-    const c = kind === "file" ? canonicalizeFile(raw, ctx) : canonicalizeRegistry(raw, { userSid });
+    const c = kind === "file" ? canonicalizeFile(raw, ctx) : canonicalizeRegistryFor(raw, userSid);
     if (isFailure(c)) {
       return {
         decision: "deny",
@@ -268,27 +269,15 @@ export class PolicyEngine {
     const wouldDeny = monitor && side.decision === "deny";
     const answer: DecisionKind = wouldDeny ? "allow" : side.decision;
     const display = side.canonical?.display ?? "";
-    const fields: Partial<Record<TemplateField, string>> = {
-      Path: display || side.raw,
-      RequestPath: side.raw,
-      Operation: input.operation,
-      Kind: input.kind,
-      Decision: side.decision,
-      Rule: side.ruleName,
-      Pattern: side.pattern,
-      Mitre: side.mitre,
-      ValueName: input.valueName ?? "",
-      RenameDest: input.renameDest ?? "",
-      Workspace: session.binding.WORKSPACE ?? "",
-      UserSid: session.binding.USERSID ?? "",
-      UserProfile: session.binding.USERPROFILE ?? "",
-      Pid: input.pid === undefined ? "" : String(input.pid),
-      Name: display.slice(display.lastIndexOf("\\") + 1),
-    };
     const rule = side.rule;
+    // Template fields only when a template renders (most decisions use the default message).
+    // No closures here: tsx (keepNames) gives every named closure a defineProperty per call.
+    let fields: Partial<Record<TemplateField, string>> | undefined;
     let message: string;
-    if (rule?.message && !side.escalated) message = renderTemplate(rule.message, fields);
-    else message = defaultMessage(side, input, display);
+    if (rule?.message && !side.escalated) {
+      fields = templateFields(side, input, session, display);
+      message = renderTemplate(rule.message, fields);
+    } else message = defaultMessage(side, input, display);
     const d: Decision = {
       decision: answer,
       enforcedDecision: side.decision,
@@ -307,21 +296,51 @@ export class PolicyEngine {
     if (decidedSide) d.decidedSide = decidedSide;
     if (side.reason !== undefined) d.reason = side.reason;
     if (side.decision === "redirect" && rule?.redirectTo)
-      d.redirectPath = renderTemplate(rule.redirectTo, fields);
+      d.redirectPath = renderTemplate(
+        rule.redirectTo,
+        fields ?? templateFields(side, input, session, display),
+      );
     if (side.decision === "approve") d.approvalTimeoutMs = rule?.timeoutMs ?? DEFAULT_APPROVAL_TIMEOUT_MS;
     return d;
   }
 }
 
+function templateFields(
+  side: Side,
+  input: CheckInput,
+  session: SessionMatchers,
+  display: string,
+): Partial<Record<TemplateField, string>> {
+  return {
+    Path: display || side.raw,
+    RequestPath: side.raw,
+    Operation: input.operation,
+    Kind: input.kind,
+    Decision: side.decision,
+    Rule: side.ruleName,
+    Pattern: side.pattern,
+    Mitre: side.mitre,
+    ValueName: input.valueName ?? "",
+    RenameDest: input.renameDest ?? "",
+    Workspace: session.binding.WORKSPACE ?? "",
+    UserSid: session.binding.USERSID ?? "",
+    UserProfile: session.binding.USERPROFILE ?? "",
+    Pid: input.pid === undefined ? "" : String(input.pid),
+    Name: display.slice(display.lastIndexOf("\\") + 1),
+  };
+}
+
+const VERB: Record<DecisionKind, string> = {
+  allow: "allowed",
+  deny: "denied",
+  approve: "needs approval",
+  audit: "allowed (audited)",
+  redirect: "redirected",
+};
+
 function defaultMessage(side: Side, input: CheckInput, display: string): string {
   const what = `${input.operation} ${display || side.raw}`;
-  const verb = {
-    allow: "allowed",
-    deny: "denied",
-    approve: "needs approval",
-    audit: "allowed (audited)",
-    redirect: "redirected",
-  }[side.decision];
+  const verb = VERB[side.decision];
   if (side.ruleName === "builtin:invalid-path")
     return `${what}: denied, the path cannot be canonicalised: ${side.reason}`;
   if (side.escalated)

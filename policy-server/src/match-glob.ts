@@ -21,6 +21,18 @@ export function compileGlob(g: string): ComponentTest {
   const q = g.includes("?");
   const first = g.indexOf("*");
   const last = g.lastIndexOf("*");
+  if (q && first < 0) {
+    // Only `?`: same length, literal characters equal (`?:` for any drive is the common one).
+    const n = g.length;
+    return (s) => {
+      if (s.length !== n) return false;
+      for (let i = 0; i < n; i++) {
+        const c = g.charCodeAt(i);
+        if (c !== 63 && c !== s.charCodeAt(i)) return false;
+      }
+      return true;
+    };
+  }
   if (!q && first === last) {
     const pre = g.slice(0, first);
     const suf = g.slice(first + 1);

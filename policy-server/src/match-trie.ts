@@ -14,7 +14,13 @@ const NONE = Number.POSITIVE_INFINITY;
 
 class Node {
   lit: Map<string, Node> | null = null;
+  /** Bit min(length, 31) is set for every literal child's length: most misses skip the Map probe. */
+  litLens = 0;
+  /** The literal child when there is exactly one (set by finalize): compared, not hashed. */
+  one: string | null = null;
+  oneNode: Node | null = null;
   ext: Map<string, Node> | null = null;
+  extLens = 0;
   globs: { src: string; test: ComponentTest; any: boolean; node: Node }[] | null = null;
   star: Node | null = null;
   term = NONE;
@@ -23,6 +29,8 @@ class Node {
   /** Fewest and most further components a match below this node consumes (most: Infinity with `**`). */
   minLen = 0;
   maxLen = 0;
+  /** Only literal children: a component that is none of them cannot start a match here. */
+  litOnly = false;
 }
 
 /** One match found by `matchAll`: `exact` if it matches the path as given, `robust` if it does so
@@ -38,8 +46,9 @@ export class Trie {
   private readonly root = new Node();
   private bestRank = NONE;
   private bestId = -1;
-  /** Extension of each component of the current lookup, computed when first needed. */
+  /** Extension of each component of `extsOf` (the current lookup), computed when first needed. */
   private exts: (string | undefined)[] = [];
+  private extsOf: readonly string[] | null = null;
   size = 0;
 
   insert(keys: readonly string[], rank: number, id: number): void {
@@ -54,6 +63,7 @@ export class Trie {
         if (!c) {
           c = new Node();
           n.lit.set(k, c);
+          n.litLens |= lenBit(k.length);
         }
         n = c;
       } else {
@@ -64,6 +74,7 @@ export class Trie {
           if (!c) {
             c = new Node();
             n.ext.set(ext, c);
+            n.extLens |= lenBit(ext.length);
           }
           n = c;
         } else {
@@ -94,10 +105,7 @@ export class Trie {
   match(keys: readonly string[]): number {
     this.bestRank = NONE;
     this.bestId = -1;
-    if (this.root.min !== NONE) {
-      if (this.exts.length > 0) this.exts = [];
-      this.walk(this.root, keys, 0);
-    }
+    if (this.root.min !== NONE) this.walk(this.root, keys, 0);
     return this.bestId;
   }
 
@@ -119,18 +127,26 @@ export class Trie {
       return;
     }
     const c = keys[i]!;
-    if (n.lit !== null) {
+    if (n.one !== null) {
+      if (c === n.one) this.walk(n.oneNode!, keys, i + 1);
+    } else if (n.lit !== null && (n.litLens & lenBit(c.length)) !== 0) {
       const ch = n.lit.get(c);
       if (ch !== undefined) this.walk(ch, keys, i + 1);
     }
     if (n.ext !== null) {
-      let ext = this.exts[i];
-      if (ext === undefined) {
-        const dot = c.lastIndexOf(".");
-        ext = this.exts[i] = dot >= 0 ? c.slice(dot + 1) : "\\";
+      const dot = c.lastIndexOf(".");
+      if (dot >= 0 && (n.extLens & lenBit(c.length - dot - 1)) !== 0) {
+        let ext = this.exts[i];
+        if (ext === undefined || this.extsOf !== keys) {
+          if (this.extsOf !== keys) {
+            this.exts.length = 0;
+            this.extsOf = keys;
+          }
+          ext = this.exts[i] = c.slice(dot + 1);
+        }
+        const ch = n.ext.get(ext);
+        if (ch !== undefined) this.walk(ch, keys, i + 1);
       }
-      const ch = n.ext.get(ext);
-      if (ch !== undefined) this.walk(ch, keys, i + 1);
     }
     if (n.globs !== null) {
       for (const g of n.globs) if (g.test(c)) this.walk(g.node, keys, i + 1);
@@ -138,7 +154,13 @@ export class Trie {
     const st = n.star;
     if (st !== null) {
       const last = keys.length - st.minLen;
-      for (let j = Math.max(i, keys.length - st.maxLen); j <= last; j++) this.walk(st, keys, j);
+      for (let j = Math.max(i, keys.length - st.maxLen); j <= last; j++) {
+        if (st.litOnly) {
+          const k = keys[j]!;
+          if (st.one !== null ? k !== st.one : (st.litLens & lenBit(k.length)) === 0) continue;
+        }
+        this.walk(st, keys, j);
+      }
     }
   }
 
@@ -201,6 +223,10 @@ export class Trie {
   }
 }
 
+function lenBit(len: number): number {
+  return 1 << Math.min(len, 31);
+}
+
 function fin(n: Node): number {
   let m = n.term;
   let lo = n.term !== NONE ? 0 : NONE;
@@ -212,6 +238,10 @@ function fin(n: Node): number {
     hi = Math.max(hi, unbounded ? NONE : c.maxLen + consumed);
   };
   if (n.lit) for (const c of n.lit.values()) child(c, 1, false);
+  const only = n.lit?.size === 1 ? n.lit.entries().next().value : undefined;
+  n.one = only ? only[0] : null;
+  n.oneNode = only ? only[1] : null;
+  n.litOnly = n.lit !== null && n.ext === null && n.globs === null && n.star === null && n.term === NONE;
   if (n.ext) for (const c of n.ext.values()) child(c, 1, false);
   if (n.globs) for (const g of n.globs) child(g.node, 1, false);
   if (n.star) child(n.star, 0, true);

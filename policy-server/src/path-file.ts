@@ -51,7 +51,7 @@
  *   open with the target's name after a reparse, so the target is checked on its own.
  */
 import { type CanonicalResult, isFailure } from "./path-types.js";
-import { upcase } from "./path-upcase.js";
+import { upcase, upcaseScanned } from "./path-upcase.js";
 import type { VolumeMap } from "./path-volumes.js";
 
 export interface FileContext {
@@ -71,51 +71,116 @@ const RESERVED = new Set([
   ...[..."0123456789\u00b9\u00b2\u00b3"].flatMap((d) => [`COM${d}`, `LPT${d}`]),
 ]);
 const SHORT_NAME = /^[^~.\s]{1,6}~[0-9]{1,6}(\.[^.]{1,3})?$/;
+const BS = 92; // \
 
 function fail(error: string): CanonicalResult {
   return { error };
 }
 
 /**
- * Canonicalises a file path (or, with `pattern`, a rule pattern: `*`, `?` and `**` allowed, `..`
- * and streams not, and a pattern may start with `**` or a glob instead of a root).
+ * How it runs: one scan checks for control characters and non-ASCII, one upper-cased copy of the
+ * whole path is made, and every step below works on offsets into the path and that copy, so a
+ * path costs one slice per component key plus the display string, whatever its prefix.
  */
 export function canonicalizeFile(raw: string, ctx: FileContext = {}, pattern = false): CanonicalResult {
-  if (raw.length === 0) return fail("empty path");
-  if (raw.length > MAX_PATH_CHARS) return fail(`path longer than ${MAX_PATH_CHARS} characters`);
-  for (let i = 0; i < raw.length; i++) {
-    const c = raw.charCodeAt(i);
-    if (c < 0x20) return fail(`control character U+${c.toString(16).padStart(4, "0")} in path`);
+  const n = raw.length;
+  if (n === 0) return fail("empty path");
+  if (n > MAX_PATH_CHARS) return fail(`path longer than ${MAX_PATH_CHARS} characters`);
+  let ascii = true;
+  let flags = 0;
+  lastColon = raw.lastIndexOf(":");
+  // Most paths have none of the characters that need attention: one native scan says so.
+  if (RARE.test(raw)) {
+    for (let i = 0; i < n; i++) {
+      const c = raw.charCodeAt(i);
+      if (c > 0x7f) ascii = false;
+      else {
+        const f = CLASS[c]!;
+        if (f === CONTROL) return fail(`control character U+${c.toString(16).padStart(4, "0")} in path`);
+        flags |= f;
+      }
+    }
   }
-  const p = raw.indexOf("/") >= 0 ? raw.replace(/\//g, "\\") : raw;
-  return fromRoot(p, ctx, pattern, 0);
+  const p = (flags & SLASH) !== 0 ? raw.replace(/\//g, "\\") : raw;
+  anyBad = (flags & (pattern ? BAD : BAD | GLOB)) !== 0;
+  anyTilde = (flags & TILDE) !== 0;
+  return fromRoot(p, upcaseScanned(p, ascii), 0, ctx, pattern, 0);
 }
 
-function fromRoot(p: string, ctx: FileContext, pattern: boolean, depth: number): CanonicalResult {
+// Character classes for the first scan; what it finds lets `components` skip its own scans.
+const CONTROL = 1;
+const SLASH = 2;
+const BAD = 8; // < > " |
+const GLOB = 16; // * ?
+const TILDE = 32;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
+const RARE = /[\x00-\x1f/<>"|*?~\u0080-\uffff]/;
+const CLASS = new Uint8Array(128);
+CLASS.fill(CONTROL, 0, 0x20);
+CLASS[47] = SLASH;
+for (const c of '<>"|') CLASS[c.charCodeAt(0)] = BAD;
+CLASS[42] = CLASS[63] = GLOB;
+CLASS[126] = TILDE;
+/** Of the path being canonicalised: last ':' (-1: none), any invalid character, any '~'. */
+let lastColon = -1;
+let anyBad = false;
+let anyTilde = false;
+
+function scanRest(q: string, pattern: boolean): void {
+  lastColon = q.lastIndexOf(":");
+  anyBad = hasBadChar(q, pattern);
+  anyTilde = q.includes("~");
+}
+
+/** End of the component starting at `at` (the next `\` or the end). */
+function segEnd(p: string, at: number): number {
+  const e = p.indexOf("\\", at);
+  return e < 0 ? p.length : e;
+}
+
+/** Where the rest starts after the component ending at `e` ("" when there is no separator). */
+function after(p: string, e: number): number {
+  return e < p.length ? e + 1 : p.length;
+}
+
+const DRIVES: string[] = [];
+for (let c = 65; c <= 90; c++) {
+  DRIVES[c] = DRIVES[c + 32] = `${String.fromCharCode(c)}:`;
+}
+
+function fromRoot(
+  p: string,
+  up: string,
+  at: number,
+  ctx: FileContext,
+  pattern: boolean,
+  depth: number,
+): CanonicalResult {
   if (depth > 4) return fail("too many nested device prefixes");
-  const c0 = p.charCodeAt(0);
-  if (p.length >= 2 && p.charCodeAt(1) === 58 /* : */) {
+  const rem = p.length - at;
+  const c0 = p.charCodeAt(at);
+  if (rem >= 2 && p.charCodeAt(at + 1) === 58 /* : */) {
     if (isDriveLetter(c0) || (pattern && (c0 === 42 || c0 === 63))) {
-      if (p.length === 2) return fail(`drive-relative path "${p}" (write ${p}\\)`);
-      if (p.charCodeAt(2) !== 92) return fail(`drive-relative path "${p}"`);
-      const drive = `${String.fromCharCode(c0).toUpperCase()}:`;
-      return components([drive], drive, p.slice(3), pattern, true);
+      if (rem === 2) return fail(`drive-relative path "${p.slice(at)}" (write ${p.slice(at)}\\)`);
+      if (p.charCodeAt(at + 2) !== BS) return fail(`drive-relative path "${p.slice(at)}"`);
+      const drive = DRIVES[c0] ?? `${String.fromCharCode(c0)}:`;
+      return components(p, up, at + 3, drive, drive, pattern, true);
     }
   }
-  if (c0 === 92 /* \ */) {
-    if (p.charCodeAt(1) === 92) {
-      const c2 = p.charCodeAt(2);
-      if ((c2 === 63 || c2 === 46) && p.charCodeAt(3) === 92)
-        return dosDevice(p.slice(4), ctx, pattern, depth);
-      return unc(p.slice(2), ctx, pattern, false);
+  if (c0 === BS) {
+    if (p.charCodeAt(at + 1) === BS) {
+      const c2 = p.charCodeAt(at + 2);
+      if ((c2 === 63 || c2 === 46) && p.charCodeAt(at + 3) === BS)
+        return dosDevice(p, up, at + 4, ctx, pattern, depth);
+      return unc(p, up, at + 2, ctx, pattern, false);
     }
-    return objectPath(p.slice(1), ctx, pattern, depth);
+    return objectPath(p, up, at + 1, ctx, pattern, depth);
   }
   if (pattern) {
-    const first = p.split("\\", 1)[0]!;
-    if (first === "**" || /[*?]/.test(first)) return components([], "", p, pattern, false);
+    const first = p.slice(at, segEnd(p, at));
+    if (first === "**" || /[*?]/.test(first)) return components(p, up, at, null, "", pattern, false);
   }
-  return fail(`relative path "${p}" (write a full path such as C:\\dir\\file)`);
+  return fail(`relative path "${p.slice(at)}" (write a full path such as C:\\dir\\file)`);
 }
 
 function isDriveLetter(c: number): boolean {
@@ -123,15 +188,28 @@ function isDriveLetter(c: number): boolean {
 }
 
 /** The part after `\\?\`, `\\.\`, `\??\`, `\GLOBAL??\` or `\DosDevices\`. */
-function dosDevice(rest: string, ctx: FileContext, pattern: boolean, depth: number): CanonicalResult {
-  if (/^[A-Za-z]:$/.test(rest)) return fail(`raw volume access (${rest}) bypasses file policy`);
-  if (/^[A-Za-z]:/.test(rest)) return fromRoot(rest, ctx, pattern, depth + 1);
-  const head = upcase(rest.split("\\", 1)[0]!);
-  const after = rest.slice(head.length + 1);
-  if (head === "UNC") return unc(after, ctx, pattern, false);
-  if (head === "GLOBALROOT") return objectPath(after, ctx, pattern, depth + 1);
-  if (/^VOLUME\{[0-9A-F-]+\}$/.test(head))
-    return mapped(head, head, rest.length > head.length, after, ctx, pattern, depth);
+function dosDevice(
+  p: string,
+  up: string,
+  at: number,
+  ctx: FileContext,
+  pattern: boolean,
+  depth: number,
+): CanonicalResult {
+  const rem = p.length - at;
+  if (rem >= 2 && isDriveLetter(p.charCodeAt(at)) && p.charCodeAt(at + 1) === 58) {
+    if (rem === 2) return fail(`raw volume access (${p.slice(at)}) bypasses file policy`);
+    return fromRoot(p, up, at, ctx, pattern, depth + 1);
+  }
+  const e = segEnd(p, at);
+  const head = up.slice(at, e);
+  const next = after(p, e);
+  if (head === "UNC") return unc(p, up, next, ctx, pattern, false);
+  if (head === "GLOBALROOT") return objectPath(p, up, next, ctx, pattern, depth + 1);
+  if (/^VOLUME\{[0-9A-F-]+\}$/.test(head)) {
+    const root = ctx.volumes?.lookup(head);
+    return mapped(root, head, head, e < p.length, p, up, next, ctx, pattern, depth);
+  }
   if (/^(PHYSICALDRIVE\d+|HARDDISK\d+|HARDDISKVOLUME\d+|CDROM\d+|TAPE\d+)$/.test(head)) {
     return fail(`raw disk access (${head}) bypasses file policy`);
   }
@@ -139,74 +217,141 @@ function dosDevice(rest: string, ctx: FileContext, pattern: boolean, depth: numb
 }
 
 /** The part after the leading `\` of an NT object manager path. */
-function objectPath(rest: string, ctx: FileContext, pattern: boolean, depth: number): CanonicalResult {
-  const head = upcase(rest.split("\\", 1)[0]!);
-  const after = rest.slice(head.length + 1);
-  if (head === "??" || head === "GLOBAL??" || head === "DOSDEVICES")
-    return dosDevice(after, ctx, pattern, depth + 1);
-  if (head === "DEVICE") return device(after, ctx, pattern, depth);
-  if (head === "") return fail("empty object manager path");
-  return fail(`object manager path "\\${rest.split("\\", 1)[0]}" is not a file path`);
-}
-
-function device(rest: string, ctx: FileContext, pattern: boolean, depth: number): CanonicalResult {
-  const name = upcase(rest.split("\\", 1)[0]!);
-  const hasSep = rest.length > name.length;
-  const after = rest.slice(name.length + 1);
-  if (name === "MUP" || name === "LANMANREDIRECTOR" || name === "WEBDAVREDIRECTOR" || name === "RDPDR") {
-    return unc(after, ctx, pattern, true);
-  }
-  if (/^HARDDISK\d+$/.test(name) || /^PHYSICALDRIVE\d+$/.test(name)) {
-    return fail(`raw disk access (\\Device\\${name}) bypasses file policy`);
-  }
-  return mapped(
-    `\\DEVICE\\${name}`,
-    `\\Device\\${rest.split("\\", 1)[0]}`,
-    hasSep,
-    after,
-    ctx,
-    pattern,
-    depth,
-  );
-}
-
-function mapped(
-  key: string,
-  shown: string,
-  hasSep: boolean,
-  after: string,
+function objectPath(
+  p: string,
+  up: string,
+  at: number,
   ctx: FileContext,
   pattern: boolean,
   depth: number,
 ): CanonicalResult {
-  const root = ctx.volumes?.lookup(key);
-  if (root === undefined) {
-    const why = key.includes("SHADOWCOPY") ? " (a shadow copy exposes old copies of protected files)" : "";
-    return fail(`volume ${shown} is not in the volume map${why}`);
+  const e = segEnd(p, at);
+  const len = e - at;
+  if (len === 6 && up.startsWith("DEVICE", at)) return device(p, up, after(p, e), ctx, pattern, depth);
+  if (
+    (len === 2 && up.startsWith("??", at)) ||
+    (len === 8 && up.startsWith("GLOBAL??", at)) ||
+    (len === 10 && up.startsWith("DOSDEVICES", at))
+  )
+    return dosDevice(p, up, after(p, e), ctx, pattern, depth + 1);
+  if (len === 0) return fail("empty object manager path");
+  return fail(`object manager path "\\${p.slice(at, e)}" is not a file path`);
+}
+
+function device(
+  p: string,
+  up: string,
+  at: number,
+  ctx: FileContext,
+  pattern: boolean,
+  depth: number,
+): CanonicalResult {
+  const e = segEnd(p, at);
+  const name = up.slice(at, e);
+  const next = after(p, e);
+  if (name === "MUP" || name === "LANMANREDIRECTOR" || name === "WEBDAVREDIRECTOR" || name === "RDPDR") {
+    return unc(p, up, next, ctx, pattern, true);
   }
-  if (!hasSep) return fail(`raw volume access (${shown}) bypasses file policy`);
-  return fromRoot(`${root}\\${after}`, ctx, pattern, depth + 1);
+  if (name.startsWith("HARDDISK") || name.startsWith("PHYSICALDRIVE")) {
+    if (/^HARDDISK\d+$/.test(name) || /^PHYSICALDRIVE\d+$/.test(name)) {
+      return fail(`raw disk access (\\Device\\${name}) bypasses file policy`);
+    }
+  }
+  const root = ctx.volumes?.lookupDevice(name);
+  return mapped(root, name, "", e < p.length, p, up, next, ctx, pattern, depth, at, e);
+}
+
+/**
+ * A volume from the volume map. `root` is its DOS root (a drive, or a folder for mount points);
+ * `key`/`shown` name the device in messages (`\Device\<original case>` when shownAt/shownEnd).
+ */
+function mapped(
+  root: string | undefined,
+  key: string,
+  shown: string,
+  hasSep: boolean,
+  p: string,
+  up: string,
+  at: number,
+  ctx: FileContext,
+  pattern: boolean,
+  depth: number,
+  shownAt = -1,
+  shownEnd = -1,
+): CanonicalResult {
+  if (root === undefined) {
+    const what = shownAt >= 0 ? `\\Device\\${p.slice(shownAt, shownEnd)}` : shown;
+    const why = key.includes("SHADOWCOPY") ? " (a shadow copy exposes old copies of protected files)" : "";
+    return fail(`volume ${what} is not in the volume map${why}`);
+  }
+  if (!hasSep) {
+    const what = shownAt >= 0 ? `\\Device\\${p.slice(shownAt, shownEnd)}` : shown;
+    return fail(`raw volume access (${what}) bypasses file policy`);
+  }
+  if (root.length === 2) {
+    // A drive: the rest is read in place (same as reading "<drive>\<rest>" from the top).
+    if (depth + 1 > 4) return fail("too many nested device prefixes");
+    const drive = DRIVES[root.charCodeAt(0)] ?? root;
+    return components(p, up, at, drive, drive, pattern, true);
+  }
+  // A folder (mount point): rare, read as a new path so `..` may climb out of the folder as before.
+  const q = `${root}\\${p.slice(at)}`;
+  scanRest(q, pattern);
+  return fromRoot(q, upcase(q), 0, ctx, pattern, depth + 1);
 }
 
 /** `server\share\rest`, after `\\`, `\\?\UNC\` or a redirector device. */
-function unc(rest: string, ctx: FileContext, pattern: boolean, redirector: boolean): CanonicalResult {
-  const parts = rest.split("\\");
-  let i = 0;
-  while (i < parts.length && parts[i] === "") i++;
-  if (redirector) while (i < parts.length && parts[i]!.startsWith(";")) i++;
-  const server = stripTrailing(parts[i] ?? "");
-  const share = stripTrailing(parts[i + 1] ?? "");
+function unc(
+  p: string,
+  up: string,
+  at: number,
+  ctx: FileContext,
+  pattern: boolean,
+  redirector: boolean,
+): CanonicalResult {
+  const n = p.length;
+  // Components: empty ones before the server are skipped, then (redirectors) provider prefixes.
+  let i = at;
+  while (i < n && p.charCodeAt(i) === BS) i++;
+  if (redirector) {
+    while (i < n && p.charCodeAt(i) === 59 /* ; */) {
+      const e = segEnd(p, i);
+      i = e < n ? e + 1 : n + 1;
+    }
+  }
+  let server = "";
+  let share = "";
+  let shareAt = n;
+  let rest = n;
+  if (i < n) {
+    const serverEnd = segEnd(p, i);
+    server = stripTrailing(p.slice(i, serverEnd));
+    if (serverEnd < n) {
+      shareAt = serverEnd + 1;
+      const shareEnd = segEnd(p, shareAt);
+      share = stripTrailing(p.slice(shareAt, shareEnd));
+      rest = after(p, shareEnd);
+    }
+  }
   if (server === "" || share === "") return fail("UNC path needs \\\\server\\share");
   if (hasBadChar(server, pattern) || hasBadChar(share, pattern) || share.includes(":"))
     return fail("invalid character in server or share name");
-  const restPath = parts.slice(i + 2).join("\\");
-  const S = upcase(server);
-  const SH = upcase(share);
-  if (/^[A-Z]\$$/.test(SH) && isLocalHost(S, ctx)) {
+  const S = up.slice(i, i + server.length);
+  const SH = up.slice(shareAt, shareAt + share.length);
+  if (
+    SH.length === 2 &&
+    SH.charCodeAt(1) === 36 /* $ */ &&
+    isUpperAscii(SH.charCodeAt(0)) &&
+    isLocalHost(S, ctx)
+  ) {
     const drive = `${SH[0]}:`;
-    return components([drive], drive, restPath, pattern, true);
+    return components(p, up, rest, drive, drive, pattern, true);
   }
-  return components(["\\\\", S, SH], `\\\\${server}\\${share}`, restPath, pattern, false);
+  return components(p, up, rest, ["\\\\", S, SH], `\\\\${server}\\${share}`, pattern, false);
+}
+
+function isUpperAscii(c: number): boolean {
+  return c >= 65 && c <= 90;
 }
 
 /** True for names of this machine: localhost, 127/8 in any inet_aton spelling, ::1, broker-given names. */
@@ -244,13 +389,29 @@ function parseInetAton(s: string): number | undefined {
 function stripTrailing(name: string): string {
   let e = name.length;
   while (e > 0 && (name.charCodeAt(e - 1) === 46 || name.charCodeAt(e - 1) === 32)) e--;
-  return name.slice(0, e);
+  return e === name.length ? name : name.slice(0, e);
 }
 
 function isReserved(upperName: string): boolean {
-  const c = upperName.charCodeAt(0);
   // C(ON...), P(RN), A(UX), N(UL), L(PT)
-  if (c !== 67 && c !== 80 && c !== 65 && c !== 78 && c !== 76) return false;
+  const c1 = upperName.charCodeAt(1);
+  switch (upperName.charCodeAt(0)) {
+    case 67:
+      if (c1 !== 79) return false;
+      break;
+    case 80:
+      if (c1 !== 82) return false;
+      break;
+    case 65:
+    case 78:
+      if (c1 !== 85) return false;
+      break;
+    case 76:
+      if (c1 !== 80) return false;
+      break;
+    default:
+      return false;
+  }
   const dot = upperName.indexOf(".");
   let end = dot < 0 ? upperName.length : dot;
   while (end > 0 && upperName.charCodeAt(end - 1) === 32) end--;
@@ -258,92 +419,139 @@ function isReserved(upperName: string): boolean {
   return RESERVED.has(end === upperName.length ? upperName : upperName.slice(0, end));
 }
 
+/** < > " | (and * ? outside patterns). */
+function isBadChar(c: number, pattern: boolean): boolean {
+  return c < 63
+    ? c === 60 || c === 62 || c === 34 || (c === 42 && !pattern)
+    : c === 124 || (c === 63 && !pattern);
+}
+
 function hasBadChar(name: string, pattern: boolean): boolean {
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    // < > " | * ?
-    if (c === 60 || c === 62 || c === 34 || c === 124 || (!pattern && (c === 42 || c === 63))) return true;
-  }
+  for (let i = 0; i < name.length; i++) if (isBadChar(name.charCodeAt(i), pattern)) return true;
   return false;
 }
 
+/** Offsets of the kept components in the path (scratch, reused: canonicalisation is not re-entrant). */
+let starts = new Int32Array(256);
+let ends = new Int32Array(256);
+
 function components(
-  rootKeys: string[],
+  p: string,
+  up: string,
+  start: number,
+  root: string | readonly string[] | null,
   rootDisplay: string,
-  rest: string,
   pattern: boolean,
   isDrive: boolean,
 ): CanonicalResult {
-  const keys = rootKeys.slice();
-  const shown: string[] = [];
+  const keys: string[] = root === null ? [] : typeof root === "string" ? [root] : root.slice();
   const rootLen = keys.length;
   let stream: string | undefined;
   let shorts: number[] | undefined;
-  const upper = upcase(rest);
-  const n = rest.length;
-  let start = 0;
-  while (start < n) {
-    let end = rest.indexOf("\\", start);
-    if (end < 0) end = n;
-    if (end === start) {
-      start = end + 1;
+  const n = p.length;
+  if (n - start + 1 > starts.length) {
+    starts = new Int32Array(n - start + 1);
+    ends = new Int32Array(n - start + 1);
+  }
+  // count: kept components; clean: they are contiguous in p, one separator apart, unchanged, so the
+  // display is one slice of p. ends[k] = -1 marks "System32" (Sysnative).
+  let count = 0;
+  let clean = true;
+  let expect = start;
+  let s = start;
+  while (s < n) {
+    let e = p.indexOf("\\", s);
+    if (e < 0) e = n;
+    const len = e - s;
+    if (len === 0) {
+      s = e + 1;
       continue;
     }
-    const comp = rest.slice(start, end);
-    const compStart = start;
-    start = end + 1;
-    if (comp === ".") continue;
-    if (comp === "..") {
-      if (pattern) return fail("'..' in a pattern");
-      if (keys.length === rootLen) return fail("'..' climbs above the root");
-      keys.pop();
-      shown.pop();
-      if (shorts !== undefined) {
-        shorts = shorts.filter((i) => i < keys.length);
-        if (shorts.length === 0) shorts = undefined;
+    const at = s;
+    s = e + 1;
+    const c0 = p.charCodeAt(at);
+    if (c0 === 46 && len <= 2) {
+      if (len === 1) continue;
+      if (p.charCodeAt(at + 1) === 46) {
+        if (pattern) return fail("'..' in a pattern");
+        if (keys.length === rootLen) return fail("'..' climbs above the root");
+        keys.pop();
+        count--;
+        clean = false;
+        if (shorts !== undefined) {
+          shorts = shorts.filter((i) => i < keys.length);
+          if (shorts.length === 0) shorts = undefined;
+        }
+        stream = undefined;
+        continue;
       }
-      stream = undefined;
-      continue;
     }
-    if (pattern && comp === "**") {
+    if (pattern && len === 2 && c0 === 42 && p.charCodeAt(at + 1) === 42) {
       if (keys[keys.length - 1] !== "**") {
+        if (at !== expect) clean = false;
         keys.push("**");
-        shown.push("**");
-      }
+        starts[count] = at;
+        ends[count] = e;
+        count++;
+        expect = s;
+      } else clean = false;
       continue;
     }
-    let name = comp;
-    const colon = comp.indexOf(":");
+    // The stream separator and invalid characters of the name (when the first scan saw any).
+    let colon = -1;
+    let bad = false;
+    if (anyBad || lastColon >= at) {
+      for (let i = at; i < e; i++) {
+        const c = p.charCodeAt(i);
+        if (c === 58) {
+          colon = i;
+          break;
+        }
+        if (isBadChar(c, pattern)) bad = true;
+      }
+    }
+    let nameEnd = e;
     if (colon >= 0) {
-      if (pattern) return fail(`':' (alternate data stream) in pattern component "${comp}"`);
-      name = comp.slice(0, colon);
-      if (name === "") return fail(`stream "${comp}" without a file name`);
+      if (pattern) return fail(`':' (alternate data stream) in pattern component "${p.slice(at, e)}"`);
+      nameEnd = colon;
+      if (nameEnd === at) return fail(`stream "${p.slice(at, e)}" without a file name`);
     }
-    name = stripTrailing(name);
-    if (name === "") return fail(`component "${comp}" is only dots and spaces`);
-    if (hasBadChar(name, pattern)) return fail(`invalid character in "${comp}"`);
-    let key = upper.slice(compStart, compStart + name.length);
-    if (isReserved(key)) return fail(`"${comp}" is a DOS device name (${key.split(".")[0]!.trim()})`);
-    if (isDrive && key === "SYSNATIVE" && keys.length === 2 && keys[1] === "WINDOWS") {
+    while (nameEnd > at && (p.charCodeAt(nameEnd - 1) === 46 || p.charCodeAt(nameEnd - 1) === 32)) nameEnd--;
+    if (nameEnd === at) return fail(`component "${p.slice(at, e)}" is only dots and spaces`);
+    if (bad) return fail(`invalid character in "${p.slice(at, e)}"`);
+    let key = up.slice(at, nameEnd);
+    if (isReserved(key))
+      return fail(`"${p.slice(at, e)}" is a DOS device name (${key.split(".")[0]!.trim()})`);
+    if (nameEnd !== e || at !== expect) clean = false;
+    starts[count] = at;
+    ends[count] = nameEnd;
+    if (isDrive && nameEnd - at === 9 && key === "SYSNATIVE" && keys.length === 2 && keys[1] === "WINDOWS") {
       key = "SYSTEM32";
-      name = "System32";
+      ends[count] = -1;
+      clean = false;
     }
-    if (!pattern && key.includes("~") && SHORT_NAME.test(key)) {
+    if (!pattern && anyTilde && key.includes("~") && SHORT_NAME.test(key)) {
       shorts ??= [];
       shorts.push(keys.length);
     }
     keys.push(key);
-    shown.push(name);
-    stream = colon >= 0 ? comp.slice(colon) : undefined;
+    count++;
+    expect = s;
+    stream = colon >= 0 ? p.slice(colon, e) : undefined;
   }
-  const display =
-    shown.length > 0
-      ? rootDisplay === ""
-        ? shown.join("\\")
-        : `${rootDisplay}\\${shown.join("\\")}`
-      : isDrive
-        ? `${rootDisplay}\\`
-        : rootDisplay;
+  let display: string;
+  if (count > 0) {
+    let body: string;
+    if (clean) body = p.slice(start, ends[count - 1]!);
+    else {
+      body = "";
+      for (let k = 0; k < count; k++) {
+        if (k > 0) body += "\\";
+        body += ends[k] === -1 ? "System32" : p.slice(starts[k]!, ends[k]!);
+      }
+    }
+    display = rootDisplay === "" ? body : `${rootDisplay}\\${body}`;
+  } else display = isDrive ? `${rootDisplay}\\` : rootDisplay;
   const out: CanonicalResult = { kind: "file", keys, display };
   if (stream !== undefined) out.stream = stream;
   if (shorts !== undefined) out.shortNames = shorts;

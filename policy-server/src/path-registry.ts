@@ -26,7 +26,7 @@
  * - Case: Windows' upcase table (path-upcase.ts).
  */
 import type { CanonicalResult } from "./path-types.js";
-import { upcase } from "./path-upcase.js";
+import { upcase, upcaseScanned } from "./path-upcase.js";
 
 export interface RegistryContext {
   /** The session user's SID, for HKCU. */
@@ -35,6 +35,12 @@ export interface RegistryContext {
 
 const SID = /^S-1-\d+(-\d+)+$/i;
 const MAX_KEY_NAME = 255;
+const BS = 92; // \
+const POWERSHELL = /(Microsoft\.PowerShell\.Core\\)?Registry::/iy;
+const REGEDIT = /Computer\\HKEY_/iy;
+/** Control characters and non-ASCII: the only ones the first scan looks for. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
+const RARE = /[\x00-\x1f\u0080-\uffff]/;
 
 function fail(error: string): CanonicalResult {
   return { error };
@@ -44,123 +50,219 @@ export function isSid(s: string): boolean {
   return SID.test(s);
 }
 
+const HKLM = ["HKLM"];
+const HKU = ["HKU"];
+const HKCR_KEYS = ["HKLM", "SOFTWARE", "CLASSES"];
+const HKCR_SHOWN = ["HKLM", "SOFTWARE", "Classes"];
+const HKCC_KEYS = ["HKLM", "SYSTEM", "CURRENTCONTROLSET", "HARDWARE PROFILES", "CURRENT"];
+const HKCC_SHOWN = ["HKLM", "SYSTEM", "CurrentControlSet", "Hardware Profiles", "Current"];
+const NONE: string[] = [];
+
+/** Offsets of the components in the path (scratch, reused: canonicalisation is not re-entrant). */
+let starts = new Int32Array(256);
+let ends = new Int32Array(256);
+
+/**
+ * One scan for control characters and non-ASCII, one upper-cased copy, then offsets: the
+ * components are sliced once for their keys, and the display is one slice when the path needs no
+ * alias and has no empty components.
+ */
 export function canonicalizeRegistry(
   raw: string,
   ctx: RegistryContext = {},
   pattern = false,
 ): CanonicalResult {
-  if (raw.length === 0) return fail("empty registry path");
-  if (raw.length > 32767) return fail("registry path too long");
-  for (let i = 0; i < raw.length; i++) {
-    const c = raw.charCodeAt(i);
-    if (c < 0x20) return fail(`control character U+${c.toString(16).padStart(4, "0")} in registry path`);
+  return canonicalizeRegistryFor(raw, ctx.userSid, pattern);
+}
+
+/** canonicalizeRegistry with the session's SID passed directly (the engine's hot path). */
+export function canonicalizeRegistryFor(
+  raw: string,
+  ctxSid: string | undefined,
+  pattern = false,
+): CanonicalResult {
+  const n = raw.length;
+  if (n === 0) return fail("empty registry path");
+  if (n > 32767) return fail("registry path too long");
+  let ascii = true;
+  if (RARE.test(raw)) {
+    for (let i = 0; i < n; i++) {
+      const c = raw.charCodeAt(i);
+      if (c < 0x20) return fail(`control character U+${c.toString(16).padStart(4, "0")} in registry path`);
+      if (c > 0x7f) ascii = false;
+    }
   }
-  let p = raw;
-  const ps = /^(Microsoft\.PowerShell\.Core\\)?Registry::/i.exec(p);
-  if (ps) p = p.slice(ps[0].length);
-  if (/^Computer\\HKEY_/i.test(p)) p = p.slice(9);
-  const parts = p.split("\\");
-  // Upper-case once (the mapping is one code unit to one), then slice per component.
-  const upper = upcase(p);
-  let keys: string[];
-  let shown: string[];
-  let i: number;
-  if (parts[0] === "") {
-    if (upcase(parts[1] ?? "") !== "REGISTRY" || !parts[2]) {
+  let at = 0;
+  const c0 = raw.charCodeAt(0) | 0x20;
+  if (c0 === 0x72 /* r */ || c0 === 0x6d /* m */) {
+    POWERSHELL.lastIndex = 0;
+    if (POWERSHELL.test(raw)) at = POWERSHELL.lastIndex;
+  }
+  if ((raw.charCodeAt(at) | 0x20) === 0x63 /* c */) {
+    REGEDIT.lastIndex = at;
+    if (REGEDIT.test(raw)) at += 9;
+  }
+  const up = upcaseScanned(raw, ascii);
+  let rootKeys: readonly string[];
+  let rootShown: readonly string[];
+  let start: number;
+  if (raw.charCodeAt(at) === BS) {
+    const e1 = segEnd(raw, at + 1);
+    const p2 = e1 + 1;
+    const e2 = p2 <= n ? segEnd(raw, p2) : n;
+    if (e1 - at - 1 !== 8 || !up.startsWith("REGISTRY", at + 1) || p2 > n || e2 === p2) {
       return fail(`"${raw}" is not a registry path (\\REGISTRY\\MACHINE\\... or HKLM\\...)`);
     }
-    const r = upcase(parts[2]);
-    if (r === "MACHINE") [keys, shown] = [["HKLM"], ["HKLM"]];
-    else if (r === "USER") [keys, shown] = [["HKU"], ["HKU"]];
-    else [keys, shown] = [[`\\REGISTRY\\${r}`], [`\\REGISTRY\\${parts[2]}`]];
-    i = 3;
+    const r = up.slice(p2, e2);
+    if (r === "MACHINE") rootKeys = rootShown = HKLM;
+    else if (r === "USER") rootKeys = rootShown = HKU;
+    else {
+      rootKeys = [`\\REGISTRY\\${r}`];
+      rootShown = [`\\REGISTRY\\${raw.slice(p2, e2)}`];
+    }
+    start = e2 < n ? e2 + 1 : n;
   } else {
-    const head = upcase(parts[0]!).replace(/:$/, "");
-    i = 1;
-    const userSid = (): string | undefined =>
-      ctx.userSid && SID.test(ctx.userSid) ? ctx.userSid : undefined;
+    const e0 = segEnd(raw, at);
+    let headEnd = e0;
+    if (headEnd > at && raw.charCodeAt(headEnd - 1) === 58 /* : */) headEnd--;
+    const head = up.slice(at, headEnd);
+    start = e0 < n ? e0 + 1 : n;
     switch (head) {
       case "HKLM":
       case "HKEY_LOCAL_MACHINE":
-        [keys, shown] = [["HKLM"], ["HKLM"]];
+        rootKeys = rootShown = HKLM;
         break;
       case "HKU":
       case "HKEY_USERS":
-        [keys, shown] = [["HKU"], ["HKU"]];
+        rootKeys = rootShown = HKU;
         break;
       case "HKCU":
       case "HKEY_CURRENT_USER":
       case "HKEY_CURRENT_USER_LOCAL_SETTINGS": {
-        const sid = userSid();
+        const sid = ctxSid && SID.test(ctxSid) ? ctxSid : undefined;
         if (!sid) {
           return fail(
-            ctx.userSid
-              ? `invalid user SID "${ctx.userSid}" for ${head}`
+            ctxSid
+              ? `invalid user SID "${ctxSid}" for ${head}`
               : `${head} needs the session's user SID (none given)`,
           );
         }
         if (head === "HKEY_CURRENT_USER_LOCAL_SETTINGS") {
-          [keys, shown] = [
-            ["HKU", `${upcase(sid)}_CLASSES`, "LOCAL SETTINGS"],
-            ["HKU", `${sid}_Classes`, "Local Settings"],
-          ];
-        } else
-          [keys, shown] = [
-            ["HKU", upcase(sid)],
-            ["HKU", sid],
-          ];
+          rootKeys = ["HKU", `${upcase(sid)}_CLASSES`, "LOCAL SETTINGS"];
+          rootShown = ["HKU", `${sid}_Classes`, "Local Settings"];
+        } else {
+          rootKeys = ["HKU", upcase(sid)];
+          rootShown = ["HKU", sid];
+        }
         break;
       }
       case "HKCR":
       case "HKEY_CLASSES_ROOT":
-        [keys, shown] = [
-          ["HKLM", "SOFTWARE", "CLASSES"],
-          ["HKLM", "SOFTWARE", "Classes"],
-        ];
+        rootKeys = HKCR_KEYS;
+        rootShown = HKCR_SHOWN;
         break;
       case "HKCC":
       case "HKEY_CURRENT_CONFIG":
-        [keys, shown] = [
-          ["HKLM", "SYSTEM", "CURRENTCONTROLSET", "HARDWARE PROFILES", "CURRENT"],
-          ["HKLM", "SYSTEM", "CurrentControlSet", "Hardware Profiles", "Current"],
-        ];
+        rootKeys = HKCC_KEYS;
+        rootShown = HKCC_SHOWN;
         break;
       default:
         if (pattern && (head === "**" || /[*?]/.test(head))) {
-          [keys, shown] = [[], []];
-          i = 0;
+          rootKeys = rootShown = NONE;
+          start = at;
           break;
         }
         return fail(
-          `unknown registry root "${parts[0]}" (use HKLM, HKCU, HKU, HKCR, HKCC or \\REGISTRY\\...)`,
+          `unknown registry root "${raw.slice(at, e0)}" (use HKLM, HKCU, HKU, HKCR, HKCC or \\REGISTRY\\...)`,
         );
     }
   }
-  let off = 0;
-  for (let k = 0; k < i; k++) off += parts[k]!.length + 1;
-  for (; i < parts.length; i++) {
-    const comp = parts[i]!;
-    const at = off;
-    off += comp.length + 1;
-    if (comp === "") continue;
-    if (comp === "." || comp === "..") return fail(`"${comp}" in a registry path is ambiguous`);
-    if (comp.length > MAX_KEY_NAME) return fail(`registry key name longer than ${MAX_KEY_NAME} characters`);
-    if (pattern && comp === "**") {
-      if (keys[keys.length - 1] !== "**") {
-        keys.push("**");
-        shown.push("**");
-      }
-      continue;
-    }
-    keys.push(upper.slice(at, at + comp.length));
-    shown.push(comp);
+  const keys = rootKeys.slice();
+  if (n - start + 1 > starts.length) {
+    starts = new Int32Array(n - start + 1);
+    ends = new Int32Array(n - start + 1);
   }
-  applyAliases(keys, shown);
-  return { kind: "registry", keys, display: shown.join("\\") };
+  let count = 0;
+  let clean = true;
+  let expect = start;
+  let s = start;
+  while (s < n) {
+    let e = raw.indexOf("\\", s);
+    if (e < 0) e = n;
+    const len = e - s;
+    const at2 = s;
+    s = e + 1;
+    if (len === 0) continue;
+    if (raw.charCodeAt(at2) === 46 && (len === 1 || (len === 2 && raw.charCodeAt(at2 + 1) === 46)))
+      return fail(`"${raw.slice(at2, e)}" in a registry path is ambiguous`);
+    if (len > MAX_KEY_NAME) return fail(`registry key name longer than ${MAX_KEY_NAME} characters`);
+    if (pattern && len === 2 && raw.charCodeAt(at2) === 42 && raw.charCodeAt(at2 + 1) === 42) {
+      if (keys[keys.length - 1] === "**") {
+        clean = false;
+        continue;
+      }
+      keys.push("**");
+    } else keys.push(up.slice(at2, e));
+    if (at2 !== expect) clean = false;
+    starts[count] = at2;
+    ends[count] = e;
+    count++;
+    expect = s;
+  }
+  if (needsAlias(keys)) {
+    const shown = rootShown.slice();
+    for (let k = 0; k < count; k++) shown.push(raw.slice(starts[k]!, ends[k]!));
+    applyAliases(keys, shown);
+    return { kind: "registry", keys, display: shown.join("\\") };
+  }
+  let display = rootShown.length === 1 ? rootShown[0]! : rootShown.join("\\");
+  if (count > 0) {
+    let body: string;
+    if (clean) body = raw.slice(start, ends[count - 1]!);
+    else {
+      body = raw.slice(starts[0]!, ends[0]!);
+      for (let k = 1; k < count; k++) body += `\\${raw.slice(starts[k]!, ends[k]!)}`;
+    }
+    display = display === "" ? body : `${display}\\${body}`;
+  }
+  return { kind: "registry", keys, display };
+}
+
+function segEnd(p: string, at: number): number {
+  const e = p.indexOf("\\", at);
+  return e < 0 ? p.length : e;
 }
 
 function isWow(k: string | undefined): boolean {
   return k === "WOW6432NODE" || k === "WOWAA32NODE";
+}
+
+function isControlSet(k: string): boolean {
+  if (k.length !== 13 || !k.startsWith("CONTROLSET")) return false;
+  for (let i = 10; i < 13; i++) {
+    const c = k.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
+/** True when applyAliases would change keys or their display. */
+function needsAlias(keys: string[]): boolean {
+  const k0 = keys[0];
+  if (k0 === "HKU") {
+    if (keys.length < 2) return false;
+    const k1 = keys[1]!;
+    if (k1 === ".DEFAULT") return true;
+    if (k1.endsWith("_CLASSES")) return isWow(keys[2]);
+    return keys[2] === "SOFTWARE" && (keys[3] === "CLASSES" || isWow(keys[3]));
+  }
+  if (k0 === "HKLM") {
+    const k1 = keys[1];
+    if (k1 === "SOFTWARE") return isWow(keys[2]) || (keys[2] === "CLASSES" && isWow(keys[3]));
+    if (k1 === "SYSTEM" && keys[2] !== undefined)
+      return keys[2] === "CURRENTCONTROLSET" || isControlSet(keys[2]);
+  }
+  return false;
 }
 
 function applyAliases(keys: string[], shown: string[]): void {
@@ -194,7 +296,7 @@ function applyAliases(keys: string[], shown: string[]): void {
         shown.splice(3, 1);
       }
     } else if (keys[1] === "SYSTEM" && keys[2] !== undefined) {
-      if (keys[2] === "CURRENTCONTROLSET" || /^CONTROLSET\d{3}$/.test(keys[2])) {
+      if (keys[2] === "CURRENTCONTROLSET" || isControlSet(keys[2])) {
         keys[2] = "CURRENTCONTROLSET";
         shown[2] = "CurrentControlSet";
       }

@@ -39,9 +39,21 @@ export function upcase(s: string): string {
   return s.toUpperCase();
 }
 
+/** `upcase` when the caller already knows whether `s` is ASCII. */
+export function upcaseScanned(s: string, ascii: boolean): string {
+  return ascii ? s.toUpperCase() : upcaseSlow(s);
+}
+
+const CHUNK = 4096;
+const buf = new Uint16Array(CHUNK);
+
 function upcaseSlow(s: string): string {
   let out = "";
-  for (let i = 0; i < s.length; i++) out += String.fromCharCode(TABLE[s.charCodeAt(i)]!);
+  for (let at = 0; at < s.length; at += CHUNK) {
+    const n = Math.min(CHUNK, s.length - at);
+    for (let i = 0; i < n; i++) buf[i] = TABLE[s.charCodeAt(at + i)]!;
+    out += String.fromCharCode.apply(null, buf.subarray(0, n) as unknown as number[]);
+  }
   return out;
 }
 

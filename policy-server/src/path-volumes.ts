@@ -8,6 +8,8 @@ import { upcase } from "./path-upcase.js";
  */
 export class VolumeMap {
   private readonly map = new Map<string, string>();
+  /** `\Device\<NAME>` entries by NAME (upper case), for the canonicaliser. */
+  private readonly devices = new Map<string, string>();
   /** Identity of the content, for caches keyed by session context. */
   readonly key: string;
 
@@ -22,6 +24,7 @@ export class VolumeMap {
         );
       }
       this.map.set(k, r);
+      if (k.startsWith("\\DEVICE\\")) this.devices.set(k.slice(8), r);
       parts.push(`${k}=${upcase(r)}`);
     }
     this.key = parts.sort().join("|");
@@ -52,6 +55,11 @@ export class VolumeMap {
   /** The DOS root for a device key (from deviceKey), or undefined. */
   lookup(deviceKey: string): string | undefined {
     return this.map.get(deviceKey);
+  }
+
+  /** The DOS root for `\Device\<upperName>`, or undefined. */
+  lookupDevice(upperName: string): string | undefined {
+    return this.devices.get(upperName);
   }
 
   get size(): number {
