@@ -6,6 +6,8 @@
 //   e2e_max_uncached_per_s             most uncached decisions/s whose p99 stays under 10 ms
 //   e2e_cached_us_p99                  decisions the driver answers from its cache
 //   broker_cpu_pct_500 / rss_mb_500    broker process at 500 ops/s of a realistic mix
+// Each phase starts a fresh simulator and broker and measures the steady state: the simulator runs
+// --warmup seconds of the same load first (connection set-up, JIT, first streams) without recording.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,6 +24,7 @@ interface SimReport {
 }
 
 const CLK_TCK = 100; // Linux USER_HZ
+const WARMUP_S = "2";
 
 function cpuTicks(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -65,7 +68,18 @@ async function phase(
   const portSocket = join(dir, `port-${Date.now()}.sock`);
   const sim = spawn(
     SIM_BIN,
-    ["run", "--port-socket", portSocket, "--synthetic", "--json", "--wait-client", "30", ...args],
+    [
+      "run",
+      "--port-socket",
+      portSocket,
+      "--synthetic",
+      "--json",
+      "--wait-client",
+      "30",
+      "--warmup",
+      WARMUP_S,
+      ...args,
+    ],
     {
       stdio: ["ignore", "pipe", "pipe"],
     },
@@ -161,10 +175,13 @@ const run: BenchGroup = async ({ quick, log }) => {
         let rss = 0;
         let startTicks = 0;
         let startAt = 0;
-        const warm = setTimeout(() => {
-          startTicks = cpuTicks(pid);
-          startAt = performance.now();
-        }, 2000);
+        const warm = setTimeout(
+          () => {
+            startTicks = cpuTicks(pid);
+            startAt = performance.now();
+          },
+          Number(WARMUP_S) * 1000 + 500,
+        );
         const t = setInterval(() => {
           try {
             rss = Math.max(rss, rssMb(pid));

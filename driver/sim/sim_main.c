@@ -71,7 +71,8 @@ static void Usage(FILE *f)
         "  --trace FILE           JSONL, one control command per line (see sim/README.md; '-' = stdin)\n"
         "  --synthetic            generated workload:\n"
         "    --rate N             operations per second, all threads together (0 = unpaced; default 1000)\n"
-        "    --duration S         seconds (default 5)\n"
+        "    --duration S         seconds measured (default 5)\n"
+        "    --warmup S           seconds run first and not measured (default 0)\n"
         "    --paths N            distinct paths (default 1000)\n"
         "    --hot-set N          size of the hot set (default paths/10)\n"
         "    --hot-share F        share of operations on the hot set, 0..1 (default 0.9)\n"
@@ -320,9 +321,12 @@ typedef struct STATS {
 } STATS;
 
 static STATS gStats = { PTHREAD_MUTEX_INITIALIZER, { { { 0 } } }, { 0 }, { 0 }, 0, 0 };
+/* --warmup: operations before this time run but are not recorded (steady state only). */
+static uint64_t gRecordFromNs;
 
 static void Record(const SIM_RESULT *r, int isError)
 {
+    if (NowNs() < __atomic_load_n(&gRecordFromNs, __ATOMIC_RELAXED)) return;
     pthread_mutex_lock(&gStats.Mu);
     gStats.Commands++;
     if (isError) gStats.Errors++;
@@ -451,7 +455,7 @@ static int RunTrace(const char *file)
 }
 
 typedef struct SYNTH {
-    double Rate, Duration, HotShare, RegistryShare, WriteShare;
+    double Rate, Duration, HotShare, RegistryShare, WriteShare, Warmup;
     uint32_t Paths, HotSet, Sessions, Threads;
 } SYNTH;
 
@@ -471,7 +475,7 @@ static void *SynthThread(void *arg)
 {
     SYNTH_THREAD *t = (SYNTH_THREAD *)arg;
     SYNTH *s = t->S;
-    uint64_t start = NowNs(), end = start + (uint64_t)(s->Duration * 1e9), next = start;
+    uint64_t start = NowNs(), end = start + (uint64_t)((s->Warmup + s->Duration) * 1e9), next = start;
     double interval = s->Rate > 0 ? 1e9 * s->Threads / s->Rate : 0;
     char line[512];
     while (NowNs() < end && !gSignalled) {
@@ -526,6 +530,7 @@ static void RunSynthetic(SYNTH *s)
     pthread_mutex_lock(&gStats.Mu);
     gStats.Commands = 0;
     pthread_mutex_unlock(&gStats.Mu);
+    __atomic_store_n(&gRecordFromNs, NowNs() + (uint64_t)(s->Warmup * 1e9), __ATOMIC_RELAXED);
     for (i = 0; i < s->Threads; i++) {
         t[i].S = s;
         t[i].Id = i;
@@ -568,7 +573,7 @@ int main(int argc, char **argv)
     char defaultSocket[108], volumes[2048];
     int json = 0, synthetic = 0, i, volumesGiven = 0;
     double waitClient = 10;
-    SYNTH syn = { 1000, 5, 0.9, 0.1, 0.3, 1000, 0, 1, 2 };
+    SYNTH syn = { 1000, 5, 0.9, 0.1, 0.3, 0, 1000, 0, 1, 2 };
     pthread_t notify;
     uint64_t t0;
 
@@ -612,6 +617,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--wait-client")) { NEED(); waitClient = atof(v); }
         else if (!strcmp(a, "--rate")) { NEED(); syn.Rate = atof(v); }
         else if (!strcmp(a, "--duration")) { NEED(); syn.Duration = atof(v); }
+        else if (!strcmp(a, "--warmup")) { NEED(); syn.Warmup = atof(v); }
         else if (!strcmp(a, "--paths")) { NEED(); syn.Paths = (uint32_t)strtoul(v, NULL, 10); }
         else if (!strcmp(a, "--hot-set")) { NEED(); syn.HotSet = (uint32_t)strtoul(v, NULL, 10); }
         else if (!strcmp(a, "--hot-share")) { NEED(); syn.HotShare = atof(v); }
@@ -627,7 +633,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (syn.Paths == 0 || syn.Sessions == 0 || syn.Sessions > 100 || syn.Threads == 0 || syn.Threads > 64 ||
-        syn.HotShare < 0 || syn.HotShare > 1 || syn.RegistryShare < 0 || syn.RegistryShare > 1 || syn.Duration <= 0) {
+        syn.HotShare < 0 || syn.HotShare > 1 || syn.RegistryShare < 0 || syn.RegistryShare > 1 || syn.Duration <= 0 ||
+        syn.Warmup < 0) {
         fprintf(stderr, "agentsh-sim: workload options out of range\n");
         return 2;
     }
@@ -682,6 +689,7 @@ int main(int argc, char **argv)
         t0 = NowNs();
         if (trace) RunTrace(trace);
         else RunSynthetic(&syn);
+        if (t0 < gRecordFromNs) t0 = gRecordFromNs;
         Report(json, (double)(NowNs() - t0) / 1e9);
     }
     ResponderStop(&gResponder);
