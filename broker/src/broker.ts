@@ -12,6 +12,7 @@ import { CacheScope, Kind, MsgType } from "./port/protocol.js";
 import { Relay } from "./relay/relay.js";
 import { PolicyChannel, targetOf } from "./relay/relay-grpc.js";
 import { type Session, type SessionInput, SessionStore } from "./session/session-store.js";
+import { BrokerTelemetry } from "./telemetry-broker.js";
 import { VolumeMap } from "./volumes.js";
 
 export interface BrokerHooks {
@@ -29,6 +30,7 @@ export class Broker {
   readonly volumes: VolumeMap;
   readonly port: PortClient;
   readonly decider: Decider;
+  readonly telemetry: BrokerTelemetry;
   /** Processes per session, from the driver's process events (the root counts from registration). */
   readonly processCounts = new Map<bigint, number>();
   policyVersion = "";
@@ -61,7 +63,10 @@ export class Broker {
       breakerThreshold: config.server.breaker.failures,
       probeIntervalMs: config.server.breaker.probeIntervalMs,
       staleIfErrorMs: config.server.staleIfErrorMs,
-      onBreakerChange: (s) => this.log(`policy server breaker ${s}`),
+      onBreakerChange: (s) => {
+        this.telemetry.breakerChanged(s);
+        this.log(`policy server breaker ${s}`);
+      },
     });
     this.sessions = new SessionStore(config.stateFile || undefined);
     this.volumes = VolumeMap.fromLib(this.lib);
@@ -91,15 +96,18 @@ export class Broker {
     });
     this.port.on("disconnected", (why: string) => this.log(`driver port lost (${why}); reconnecting`));
     this.port.on("connected", () => this.log(`driver port connected (${this.lib.path})`));
+    this.telemetry = new BrokerTelemetry(this);
   }
 
   async start(): Promise<void> {
+    this.telemetry.start();
     this.watchPolicy();
     await this.port.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.telemetry.stop();
     if (this.watchTimer) clearTimeout(this.watchTimer);
     this.watchCall?.cancel();
     await this.port.stop();
@@ -180,6 +188,7 @@ export class Broker {
   private onPolicyVersion(ev: WatchPolicyResponse): void {
     const known = this.policyVersion;
     this.policyVersion = ev.version;
+    this.telemetry.policyVersion(ev.version);
     this.hooks.onPolicyVersion?.(ev);
     // The first announcement after start: the driver's cache was flushed when the port connected,
     // so only answers already given by another version are suspect.

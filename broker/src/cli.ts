@@ -8,6 +8,7 @@ import { Broker } from "./broker.js";
 import { ConfigError, envName, KEYS, loadConfig } from "./config.js";
 import { serveLocal, sessionClient, sessionRoutes } from "./session/session-api.js";
 import { statusRoutes } from "./status.js";
+import { auditHook, createLogger, startTelemetry } from "./telemetry.js";
 
 const USAGE = `usage: agentsh-broker <command> [options]
 
@@ -145,9 +146,11 @@ async function main(argv: string[]): Promise<void> {
 }
 
 async function run(cfg: ReturnType<typeof loadConfig>): Promise<void> {
-  const log = (line: string) =>
-    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), msg: line })}\n`);
-  const broker = new Broker(cfg, { log });
+  const telemetry = await startTelemetry("agentsh-broker", { host: cfg.host });
+  const logger = createLogger({ service: "agentsh-broker" });
+  const log = (line: string) => logger.info(line);
+  const broker = new Broker(cfg, { log, onDecision: auditHook(logger) });
+  if (telemetry.scrapeUrl) log(`metrics on ${telemetry.scrapeUrl}`);
   const api = await serveLocal(cfg.api.socket, (r) => {
     sessionRoutes(broker)(r);
     statusRoutes(broker)(r);
@@ -160,6 +163,8 @@ async function run(cfg: ReturnType<typeof loadConfig>): Promise<void> {
     log("stopping");
     await api.close();
     await broker.stop();
+    await telemetry.shutdown();
+    logger.flush();
     process.exit(0);
   };
   process.on("SIGINT", stop);

@@ -12,11 +12,13 @@ import {
   Operation,
 } from "@agentsh/proto";
 import { create } from "@bufbuild/protobuf";
+import type { Span } from "@opentelemetry/api";
 import type { DriverRequest, ReplyFields } from "./port/port-client.js";
 import { replyFor } from "./port/port-client.js";
 import { FileOp, MsgType, RegOp } from "./port/protocol.js";
 import type { DecisionSource, Relay } from "./relay/relay.js";
 import type { Session, SessionStore } from "./session/session-store.js";
+import { decisionDone, decisionStarted } from "./telemetry-decision.js";
 import type { VolumeMap } from "./volumes.js";
 
 const FILE_OPS: Record<number, Operation> = {
@@ -51,6 +53,8 @@ export interface DecisionRecord {
   session?: Session | undefined;
   /** Approval outcome when the decision was "approve". */
   approval?: "approved" | "denied" | "timed_out" | undefined;
+  /** The decision's trace span (ended; non-recording when tracing is off). */
+  span?: Span | undefined;
 }
 
 export interface DeciderOptions {
@@ -113,7 +117,8 @@ export class Decider {
     const session = this.opts.sessions.get(req.sessionToken);
     const check = this.toCheck(req, session);
     const key = `${req.sessionToken}|${check.kind}|${check.operation}|${check.path.toLowerCase()}|${check.renameDest.toLowerCase()}|${check.valueName}`;
-    const d = await this.opts.relay.check(check, key, deadline);
+    const span = decisionStarted(check);
+    const d = await this.opts.relay.check(check, key, deadline, span);
     // An answer from a version other than the announced one may be in flight across a policy
     // change and its cache flush: use it once, never cache it.
     const announced = this.opts.currentPolicyVersion?.() ?? "";
@@ -130,7 +135,7 @@ export class Decider {
         break;
       case Decision.APPROVE: {
         const a = d.response.approvalId
-          ? await this.opts.relay.awaitApproval(d.response.approvalId, deadline)
+          ? await this.opts.relay.awaitApproval(d.response.approvalId, deadline, span)
           : null;
         const ok = a?.decision === Decision.ALLOW;
         approval = ok ? "approved" : a && !a.timedOut ? "denied" : "timed_out";
@@ -150,7 +155,7 @@ export class Decider {
       if (reply.decision === 0) c.allow++;
       else c.deny++;
     }
-    this.opts.onDecision?.({
+    const rec: DecisionRecord = {
       request: req,
       check,
       response: d.response,
@@ -160,7 +165,10 @@ export class Decider {
       latencyMs: performance.now() - started,
       session,
       approval,
-    });
+      span,
+    };
+    decisionDone(rec);
+    this.opts.onDecision?.(rec);
     return reply;
   }
 }

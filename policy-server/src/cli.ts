@@ -1,9 +1,10 @@
 /**
- * agentsh-policy: serve | check | test | lint. Run `agentsh-policy --help`.
+ * agentsh-policy: serve | check | test | lint | approvals. Run `agentsh-policy --help`.
  */
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
+import { APPROVALS_HELP, approvalsCommand } from "./cli-approvals.js";
 import { PolicyEngine } from "./engine.js";
 import { checkInputFromJson, decisionToJson } from "./engine-input.js";
 import { VolumeMap } from "./path-volumes.js";
@@ -12,6 +13,7 @@ import { lintPolicy } from "./policy-lint.js";
 import { runTestFile } from "./policy-test.js";
 import { DEFAULT_ADDRESS, startPolicyServer } from "./server.js";
 import { consoleLogger } from "./server-store.js";
+import { startTelemetry } from "./telemetry.js";
 
 const HELP = `agentsh-policy: the agentsh-win policy server and tools
 
@@ -39,7 +41,8 @@ Usage:
   agentsh-policy lint FILE [--json]
       Schema errors with line and column, unknown keys, pattern errors, and warnings for rules
       that can never match. Exit 1 when there are errors.
-`;
+
+${APPROVALS_HELP}`;
 
 function volumeMap(values: string[] | undefined): VolumeMap | undefined {
   if (!values || values.length === 0) return undefined;
@@ -83,11 +86,18 @@ async function serve(argv: string[]): Promise<number> {
     process.stderr.write(`${err instanceof PolicyError ? err.format() : (err as Error).message}\n`);
     return 2;
   }
+  const telemetry = await startTelemetry("agentsh-policy-server", {
+    policyVersion: server.store.current.version,
+  });
+  if (telemetry.scrapeUrl) consoleLogger.info("metrics", { scrape_url: telemetry.scrapeUrl });
   await new Promise<void>((resolve) => {
     const stop = (): void => {
       process.off("SIGINT", stop);
       process.off("SIGTERM", stop);
-      server.close().then(resolve, resolve);
+      server
+        .close()
+        .then(() => telemetry.shutdown())
+        .then(resolve, resolve);
     };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
@@ -208,6 +218,8 @@ export async function main(argv: string[]): Promise<number> {
         return test(rest);
       case "lint":
         return lint(rest);
+      case "approvals":
+        return await approvalsCommand(rest);
       case undefined:
       case "help":
       case "--help":

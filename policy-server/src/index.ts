@@ -3,8 +3,17 @@
  * - Engine: PolicyEngine (parse, compile, decide), the decision and input types.
  * - Canonicalisation: canonicalizeFile, canonicalizeRegistry, VolumeMap, upcase.
  * - Tools: lintPolicy, runTestFile, the CLI's main().
- * - Service: startPolicyServer (gRPC, gRPC-Web and Connect on one port, health, hot reload).
+ * - Service: startPolicyServer (gRPC, gRPC-Web and Connect on one port, health, hot reload,
+ *   approvals behind the ApprovalStore interface).
  */
+export {
+  type Approval,
+  type ApprovalState,
+  type ApprovalStore,
+  MemoryApprovalStore,
+  type MemoryStoreOptions,
+  type NewApproval,
+} from "./approval-store.js";
 export { main as cli } from "./cli.js";
 export {
   DEFAULT_APPROVAL_TIMEOUT_MS,

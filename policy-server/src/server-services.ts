@@ -8,8 +8,10 @@ import {
 } from "@agentsh/proto";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { type ApprovalsContext, attachApproval } from "./server-approvals.js";
 import { checkInputFromProto, checkResponseToProto, versionToProto } from "./server-convert.js";
 import type { PolicyStore, PolicyVersion } from "./server-store.js";
+import { evaluate } from "./telemetry-metrics.js";
 
 export const VERSION_HEADER = "agentsh-policy-version";
 export const POLICY_SERVICE_NAME = PolicyService.typeName;
@@ -21,6 +23,8 @@ export interface ServiceState {
   closing: AbortSignal;
   inFlight: number;
   onStatus: Set<() => void>;
+  /** Where `approve` decisions become approvals (without it they carry no approval_id). */
+  approvals?: ApprovalsContext | undefined;
 }
 
 function toConnectError(err: unknown): ConnectError {
@@ -63,15 +67,28 @@ export function policyService(state: ServiceState): ServiceImpl<typeof PolicySer
   return {
     check(req, ctx) {
       state.inFlight++;
+      let pending = false;
       try {
         const input = checkInputFromProto(req);
-        const d = state.store.engine.decide(input);
+        const d = evaluate(state.store.engine, input, ctx, req.traceContext);
         ctx.responseHeader.set(VERSION_HEADER, d.policyVersion);
-        return checkResponseToProto(req.requestId, d);
+        const res = checkResponseToProto(req.requestId, d);
+        if (d.decision !== "approve" || !state.approvals) return res;
+        pending = true;
+        return attachApproval(state.approvals, req, input, d, res).then(
+          (r) => {
+            state.inFlight--;
+            return r;
+          },
+          (err) => {
+            state.inFlight--;
+            throw toConnectError(err);
+          },
+        );
       } catch (err) {
         throw toConnectError(err);
       } finally {
-        state.inFlight--;
+        if (!pending) state.inFlight--;
       }
     },
     async *checkStream(reqs: AsyncIterable<CheckStreamRequest>, ctx): AsyncIterable<CheckStreamResponse> {
@@ -81,10 +98,12 @@ export function policyService(state: ServiceState): ServiceImpl<typeof PolicySer
         state.inFlight++;
         try {
           if (!r.check) throw new ConnectError("check is required", Code.InvalidArgument);
-          const d = state.store.engine.decide(checkInputFromProto(r.check));
-          yield create(CheckStreamResponseSchema, {
-            result: { case: "response", value: checkResponseToProto(id, d) },
-          });
+          const input = checkInputFromProto(r.check);
+          const d = evaluate(state.store.engine, input, ctx, r.check.traceContext);
+          let res = checkResponseToProto(id, d);
+          if (d.decision === "approve" && state.approvals)
+            res = await attachApproval(state.approvals, r.check, input, d, res);
+          yield create(CheckStreamResponseSchema, { result: { case: "response", value: res } });
         } catch (err) {
           const ce = toConnectError(err);
           yield create(CheckStreamResponseSchema, {

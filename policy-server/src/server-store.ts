@@ -8,6 +8,7 @@ import { type FSWatcher, readFileSync, watch } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { compileOrThrow, type EngineOptions, PolicyEngine, policyHash } from "./engine.js";
 import { PolicyError } from "./policy-error.js";
+import { reloadCounted } from "./telemetry-metrics.js";
 
 export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -100,6 +101,7 @@ export class PolicyStore {
       t = text ?? this.readText();
     } catch (err) {
       const error = err as PolicyError;
+      reloadCounted("failure");
       this.log.error("policy reload failed; keeping the last good version", {
         error: error.message,
         version: this.current.version,
@@ -118,6 +120,7 @@ export class PolicyStore {
       this.counter = prevCounter;
       this.hash = prevHash;
       const error = err instanceof PolicyError ? err : new PolicyError("internal", String(err));
+      reloadCounted("failure");
       this.log.error("policy reload rejected; keeping the last good version", {
         error: error.format(),
         file: error.file,
@@ -128,6 +131,7 @@ export class PolicyStore {
       return { ok: false, error, version: this.current.version };
     }
     this.current = this.versionInfo(this.current.version);
+    reloadCounted("success");
     this.log.info("policy loaded", {
       version: this.current.version,
       previous: this.current.previousVersion,

@@ -9,11 +9,14 @@ import { readFileSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2 from "node:http2";
 import net, { type AddressInfo, type Socket } from "node:net";
-import { health, PolicyService } from "@agentsh/proto";
+import { ApprovalService, health, PolicyService } from "@agentsh/proto";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { type ApprovalStore, MemoryApprovalStore, type MemoryStoreOptions } from "./approval-store.js";
 import type { EngineOptions } from "./engine.js";
+import { approvalService } from "./server-approvals.js";
 import { healthService, policyService, type ServiceState } from "./server-services.js";
 import { type Logger, PolicyStore, type ReloadResult, silentLogger } from "./server-store.js";
+import { observeStore, telemetryInterceptor } from "./telemetry-metrics.js";
 
 export interface PolicyServerOptions {
   /** host:port; port 0 picks a free port. Default 127.0.0.1:7443. */
@@ -29,6 +32,8 @@ export interface PolicyServerOptions {
   logger?: Logger | undefined;
   /** How long shutdown waits for in-flight calls before closing connections (default 5000 ms). */
   shutdownGraceMs?: number | undefined;
+  /** Approval store, or bounds for the in-memory one (default). A given store is not closed. */
+  approvals?: ApprovalStore | MemoryStoreOptions | undefined;
 }
 
 export interface PolicyServer {
@@ -37,6 +42,7 @@ export interface PolicyServer {
   /** "http://127.0.0.1:port" or "https://..." */
   url: string;
   store: PolicyStore;
+  approvals: ApprovalStore;
   reload(text?: string): ReloadResult;
   close(): Promise<void>;
 }
@@ -65,22 +71,27 @@ export async function startPolicyServer(opts: PolicyServerOptions): Promise<Poli
     logger: log,
   });
   const closing = new AbortController();
+  const given = isApprovalStore(opts.approvals) ? opts.approvals : undefined;
+  const approvals = given ?? new MemoryApprovalStore(opts.approvals as MemoryStoreOptions | undefined);
   const state: ServiceState = {
     store,
     serving: true,
     closing: closing.signal,
     inFlight: 0,
     onStatus: new Set(),
+    approvals: { store: approvals, log, closing: closing.signal },
   };
   const handler = connectNodeAdapter({
     routes: (router) => {
       router.service(PolicyService, policyService(state));
       router.service(health.Health, healthService(state));
+      router.service(ApprovalService, approvalService(state.approvals!));
     },
     grpc: true,
     grpcWeb: true,
     connect: true,
     readMaxBytes: 4 * 1024 * 1024,
+    interceptors: [telemetryInterceptor()],
   }) as (
     req: IncomingMessage | http2.Http2ServerRequest,
     res: ServerResponse | http2.Http2ServerResponse,
@@ -137,6 +148,7 @@ export async function startPolicyServer(opts: PolicyServerOptions): Promise<Poli
     });
   });
   if (opts.watch ?? opts.policyPath !== undefined) store.watch();
+  const unobserve = observeStore(store);
   const addr = listener.address() as AddressInfo;
   const scheme = opts.tlsCert ? "https" : "http";
   const shownHost = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
@@ -152,7 +164,9 @@ export async function startPolicyServer(opts: PolicyServerOptions): Promise<Poli
       state.serving = false;
       for (const f of state.onStatus) f();
       closing.abort();
+      unobserve();
       store.close();
+      if (!given) await approvals.close();
       const stopped = new Promise<void>((r) => listener.close(() => r()));
       for (const s of sessions) s.close();
       h1?.closeIdleConnections();
@@ -174,7 +188,12 @@ export async function startPolicyServer(opts: PolicyServerOptions): Promise<Poli
     host: addr.address,
     url: `${scheme}://${shownHost}:${addr.port}`,
     store,
+    approvals,
     reload: (text?: string) => store.reload(text),
     close,
   };
+}
+
+function isApprovalStore(v: ApprovalStore | MemoryStoreOptions | undefined): v is ApprovalStore {
+  return typeof (v as ApprovalStore | undefined)?.open === "function";
 }

@@ -64,7 +64,7 @@ export interface ServerHandle {
 
 export async function startServer(
   policyPath: string,
-  opts: { process?: boolean; port?: number } = {},
+  opts: { process?: boolean; port?: number; env?: Record<string, string> } = {},
 ): Promise<ServerHandle> {
   const port = opts.port ?? (await freePort());
   if (!opts.process) {
@@ -91,6 +91,7 @@ export async function startServer(
     [POLICY_CLI, "serve", "--addr", `127.0.0.1:${port}`, "--policy", policyPath],
     {
       stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, ...opts.env },
     },
   );
   let err = "";
@@ -246,6 +247,8 @@ export interface StackOptions {
   /** Policy server replicas; child processes when `processes` is set (so they can be SIGKILLed). */
   replicas?: number;
   processes?: boolean;
+  /** Extra environment of child-process replica i (e.g. its OTEL_EXPORTER_PROMETHEUS_PORT). */
+  serverEnv?: (i: number) => Record<string, string>;
   /** Broker configuration as AGENTSH_* variables (merged over the test defaults). */
   env?: Record<string, string>;
   hooks?: BrokerHooks;
@@ -283,7 +286,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   writeFileSync(policyPath, opts.policy);
   const servers: ServerHandle[] = [];
   for (let i = 0; i < (opts.replicas ?? 1); i++)
-    servers.push(await startServer(policyPath, { process: opts.processes }));
+    servers.push(await startServer(policyPath, { process: opts.processes, env: opts.serverEnv?.(i) }));
   const sim = await startSim(dir, opts.simArgs);
   // libfltsim finds the simulator through this variable (read at FilterConnectCommunicationPort).
   process.env.AGENTSH_SIM_SOCKET = sim.portSocket;

@@ -27,6 +27,7 @@ import { Broker } from "../broker.js";
 import { loadConfig } from "../config.js";
 import { serveLocal, sessionRoutes } from "../session/session-api.js";
 import { statusRoutes } from "../status.js";
+import { startTelemetry } from "../telemetry.js";
 import { Summary } from "./demo-summary.js";
 import { SESSION, spawnTree, workload } from "./demo-workload.js";
 
@@ -77,6 +78,11 @@ async function main(): Promise<number> {
     AGENTSH_SERVER_STALE_IF_ERROR_MS: process.env.AGENTSH_SERVER_STALE_IF_ERROR_MS ?? "15000",
     AGENTSH_SERVER_BREAKER_PROBE_INTERVAL_MS: process.env.AGENTSH_SERVER_BREAKER_PROBE_INTERVAL_MS ?? "500",
   });
+  // Metrics of the broker and of the in-process policy server on one Prometheus endpoint (the
+  // standard OTEL_* variables apply; OTEL_EXPORTER_PROMETHEUS_PORT moves it).
+  const telemetry = await startTelemetry("agentsh-broker", { host: config.host });
+  const metricsUrl = telemetry.scrapeUrl;
+  if (metricsUrl) log(`metrics: ${metricsUrl}`);
   const broker = new Broker(config, {
     onDecision: (rec) => summary.onDecision(rec),
     log,
@@ -151,6 +157,7 @@ async function main(): Promise<number> {
     breaker: broker.relay.breakerState,
     driver: broker.port.connected ? "ok" : "?",
     policy: broker.policyVersion || "?",
+    ...(metricsUrl ? { metricsUrl } : {}),
   });
   const draw = () => {
     if (tty) process.stdout.write(`\x1b[H\x1b[J${summary.render(status())}\n`);
@@ -196,6 +203,7 @@ async function main(): Promise<number> {
   await broker.stop();
   await sim.stop();
   await server?.stop();
+  await telemetry.shutdown();
   rmSync(dir, { recursive: true, force: true });
   return 0;
 }

@@ -13,6 +13,9 @@ import {
   health,
 } from "@agentsh/proto";
 import { create } from "@bufbuild/protobuf";
+import type { Span } from "@opentelemetry/api";
+import { brokerInstruments } from "../telemetry-metrics.js";
+import { APPROVAL_SERVICE, POLICY_SERVICE, RpcCall } from "../telemetry-trace.js";
 import { Breaker, type BreakerState, type BreakerStats } from "./relay-breaker.js";
 import { fromGrpc, type RelayError } from "./relay-error.js";
 import { type PolicyChannel, unary } from "./relay-grpc.js";
@@ -92,30 +95,43 @@ export class Relay {
     };
   }
 
-  /** Decides `req` by `deadline` (epoch ms). `key` identifies the question for stale-if-error. */
-  async check(req: CheckRequest, key: string, deadline: number): Promise<RelayDecision> {
+  /**
+   * Decides `req` by `deadline` (epoch ms). `key` identifies the question for stale-if-error;
+   * `span` (the decision's) parents the RPC spans.
+   */
+  async check(req: CheckRequest, key: string, deadline: number, span?: Span): Promise<RelayDecision> {
     if (this.breaker.state === "open")
       return this.fallback(key, "policy server unreachable (breaker open)", 0);
     let attempts = 0;
     let last: RelayError;
+    let rpc = new RpcCall(POLICY_SERVICE, "CheckStream", span, false);
     try {
       attempts++;
-      return this.fromServer(key, await this.streams.check(req, deadline), attempts);
+      rpc.injectInto(req);
+      const res = await this.streams.check(req, deadline);
+      rpc.end();
+      return this.fromServer(key, res, attempts);
     } catch (e) {
+      rpc.end(e);
       last = fromGrpc(e);
     }
     if (last.code !== "invalid" && last.retryable && deadline - Date.now() >= (this.opts.minRetryMs ?? 20)) {
       this.counts.retries++;
+      rpc = new RpcCall(POLICY_SERVICE, "Check", span);
       try {
         attempts++;
+        rpc.injectInto(req);
         const res = await unary<CheckRequest, CheckResponse>(
           this.opts.channel.policy,
           "check",
           req,
           deadline,
+          rpc.metadata(),
         );
+        rpc.end();
         return this.fromServer(key, res, attempts);
       } catch (e) {
+        rpc.end(e);
         last = fromGrpc(e);
       }
     }
@@ -140,13 +156,31 @@ export class Relay {
   }
 
   /** Waits for a human's answer to an approval, at most until `deadline`. */
-  async awaitApproval(approvalId: string, deadline: number): Promise<AwaitApprovalResponse | null> {
+  async awaitApproval(
+    approvalId: string,
+    deadline: number,
+    span?: Span,
+  ): Promise<AwaitApprovalResponse | null> {
     const timeoutMs = Math.max(0, deadline - Date.now());
+    const pending = brokerInstruments().approvalsPending;
+    const rpc = new RpcCall(APPROVAL_SERVICE, "AwaitApproval", span);
+    pending.add(1);
     try {
       const request = create(AwaitApprovalRequestSchema, { approvalId, timeoutMs });
-      return await unary(this.opts.channel.approval, "awaitApproval", request, deadline);
-    } catch {
+      const res = await unary<typeof request, AwaitApprovalResponse>(
+        this.opts.channel.approval,
+        "awaitApproval",
+        request,
+        deadline,
+        rpc.metadata(),
+      );
+      rpc.end();
+      return res;
+    } catch (e) {
+      rpc.end(e);
       return null;
+    } finally {
+      pending.add(-1);
     }
   }
 

@@ -1,0 +1,50 @@
+// Telemetry of one uncached decision (decide.ts): its span, the decision counter, the end-to-end
+// latency histogram and the approval outcome. API only: no-ops without an SDK.
+import { type CheckRequest, Decision } from "@agentsh/proto";
+import { type Attributes, type Span, SpanStatusCode } from "@opentelemetry/api";
+import type { DecisionRecord } from "./decide.js";
+import {
+  brokerInstruments,
+  countDecision,
+  decisionName,
+  kindName,
+  latencyAttrs,
+  operationName,
+} from "./telemetry-metrics.js";
+import { startDecisionSpan } from "./telemetry-trace.js";
+
+const OUTCOMES: Record<string, Attributes> = {
+  approved: { outcome: "approved" },
+  denied: { outcome: "denied" },
+  timed_out: { outcome: "timed_out" },
+};
+
+export function decisionStarted(check: CheckRequest): Span {
+  return startDecisionSpan({
+    "agentsh.kind": kindName(check.kind),
+    "agentsh.operation": operationName(check.operation),
+  });
+}
+
+export function decisionDone(rec: DecisionRecord): void {
+  const { check, response, source } = rec;
+  const i = brokerInstruments();
+  countDecision(check.kind, check.operation, response.decision, source);
+  // A human's think time is not decision latency.
+  if (response.decision !== Decision.APPROVE)
+    i.decisionDuration.record(rec.latencyMs / 1000, latencyAttrs(check.kind, source));
+  if (rec.approval) i.approvals.add(1, OUTCOMES[rec.approval]);
+  const span = rec.span;
+  if (!span?.isRecording()) return;
+  span.setAttributes({
+    "agentsh.decision": decisionName(response.decision),
+    "agentsh.enforced": rec.reply.decision === 0 ? "allow" : "deny",
+    "agentsh.source": source,
+    "agentsh.rule": response.rule,
+    "agentsh.policy_version": response.policyVersion,
+    "agentsh.session": String(rec.request.sessionToken),
+  });
+  if (rec.approval) span.setAttribute("agentsh.approval", rec.approval);
+  if (source !== "server") span.setStatus({ code: SpanStatusCode.ERROR, message: rec.reason ?? source });
+  span.end();
+}

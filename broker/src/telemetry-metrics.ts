@@ -1,0 +1,331 @@
+// The broker's metrics, through the OpenTelemetry API only (no-ops until an SDK is registered; see
+// telemetry-sdk.ts). Synchronous instruments are recorded by the hot code (decisions, latency, RPCs,
+// approvals); everything that is a state or a counter kept elsewhere (driver GET_METRICS, breaker,
+// port, sessions, policy version) is observed at collection time. The driver's cache counters are
+// polled every `pollMs` and their deltas also counted as decisions of source driver_cache and
+// driver_fail_mode, so `agentsh_decisions_total` by source covers every hop.
+//
+// Attribute values are small fixed sets (kind, operation, decision, source, hop, outcome, ...);
+// never a path, a session token or a pid. Names and units: deploy/README.md.
+
+import { Decision, Kind, Operation } from "@agentsh/proto";
+import {
+  type Attributes,
+  type Counter,
+  type Histogram,
+  type Meter,
+  type MeterProvider,
+  metrics,
+  type ObservableCounter,
+  type ObservableGauge,
+  type UpDownCounter,
+} from "@opentelemetry/api";
+import type { MetricsReply } from "./port/codec.js";
+
+export const SCOPE = "agentsh-broker";
+export const SCOPE_VERSION = "0.1.0";
+
+/** Broker end-to-end decision latency (driver request in -> reply out), seconds. */
+export const DECISION_BUCKETS_S = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+];
+/** rpc.client.duration / rpc.server.duration, milliseconds (OpenTelemetry RPC conventions). */
+export const RPC_BUCKETS_MS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+
+export type Hop = "driver" | "broker";
+
+/** What the observed instruments read from one broker (broker.ts implements it). */
+export interface BrokerSource {
+  driverConnected(): boolean;
+  /** Last GET_METRICS answer (undefined before the first poll). */
+  driverMetrics(): MetricsReply | undefined;
+  breaker(): { open: boolean; consecutiveFailures: number; opened: number; probes: number };
+  failModes(): { driver: "open" | "closed"; broker: "open" | "closed" };
+  port(): { reconnects: number; lateReplies: number; replyFailures: number; malformed: number };
+  relay(): { retries: number; inFlight: number };
+  sessions(): number;
+  trackedProcesses(): number;
+  /** Policy versions this broker has seen; the current one last. */
+  policyVersions(): readonly string[];
+  policyVersionChanges(): number;
+}
+
+export interface BrokerInstruments {
+  decisionDuration: Histogram;
+  rpcClientDuration: Histogram;
+  approvals: Counter;
+  approvalsPending: UpDownCounter;
+  breakerTransitions: Counter;
+}
+
+const sources = new Set<BrokerSource>();
+let boundTo: MeterProvider | undefined;
+let inst: BrokerInstruments = create(metrics.getMeter(SCOPE, SCOPE_VERSION), false);
+
+/** The instruments of the meter provider registered now (re-created when it changes). */
+export function brokerInstruments(): BrokerInstruments {
+  const p = metrics.getMeterProvider();
+  if (p !== boundTo) {
+    boundTo = p;
+    inst = create(p.getMeter(SCOPE, SCOPE_VERSION), true);
+  }
+  return inst;
+}
+
+export function addBrokerSource(s: BrokerSource): void {
+  sources.add(s);
+  brokerInstruments();
+}
+
+export function removeBrokerSource(s: BrokerSource): void {
+  sources.delete(s);
+}
+
+// -- attribute sets (interned: the hot path allocates none) ------------------------------------------
+
+const attrCache = new Map<string, Attributes>();
+function interned(key: string, make: () => Attributes): Attributes {
+  let a = attrCache.get(key);
+  if (!a) {
+    a = Object.freeze(make());
+    if (attrCache.size < 4096) attrCache.set(key, a);
+  }
+  return a;
+}
+
+const lower = (names: Record<number, string>, v: number): string => (names[v] ?? "unspecified").toLowerCase();
+
+export function kindName(k: Kind): string {
+  return lower(Kind as unknown as Record<number, string>, k);
+}
+export function operationName(o: Operation): string {
+  return lower(Operation as unknown as Record<number, string>, o);
+}
+export function decisionName(d: Decision): string {
+  return lower(Decision as unknown as Record<number, string>, d);
+}
+
+// agentsh.decisions is counted here and observed at collection: a synchronous counter hashes its
+// attributes on every add (about 1 us with four), this costs a map lookup. Cumulative since start.
+const decisionSlots = new Map<string, { attrs: Attributes; n: number }>();
+
+function slot(key: string, make: () => Attributes): { attrs: Attributes; n: number } {
+  let s = decisionSlots.get(key);
+  if (!s) {
+    s = { attrs: Object.freeze(make()), n: 0 };
+    decisionSlots.set(key, s);
+  }
+  return s;
+}
+
+/** One decision the broker made (source server, stale or fail_mode). */
+export function countDecision(kind: Kind, op: Operation, decision: Decision, source: string): void {
+  slot(`${kind}|${op}|${decision}|${source}`, () => ({
+    kind: kindName(kind),
+    operation: operationName(op),
+    decision: decisionName(decision),
+    source,
+  })).n++;
+}
+
+/** Decisions the driver made alone (source driver_cache or driver_fail_mode), from GET_METRICS. */
+export function countDriverDecisions(source: "driver_cache" | "driver_fail_mode", n: number): void {
+  slot(source, () => ({ source })).n += n;
+}
+
+// Series that exist before anything happens (alerts and panels query them).
+for (const source of ["driver_cache", "driver_fail_mode"] as const) countDriverDecisions(source, 0);
+
+export function latencyAttrs(kind: Kind, source: string): Attributes {
+  return interned(`l|${kind}|${source}`, () => ({ kind: kindName(kind), source }));
+}
+
+export function rpcAttrs(service: string, method: string, status: number): Attributes {
+  return interned(`r|${service}|${method}|${status}`, () => ({
+    "rpc.system": "grpc",
+    "rpc.service": service,
+    "rpc.method": method,
+    "rpc.grpc.status_code": status,
+  }));
+}
+
+// -- instruments ---------------------------------------------------------------------------------------
+
+function create(meter: Meter, observe: boolean): BrokerInstruments {
+  const i: BrokerInstruments = {
+    decisionDuration: meter.createHistogram("agentsh.decision.duration", {
+      description:
+        "Broker end-to-end decision latency for uncached decisions, from the driver's request to the reply (approvals excluded)",
+      unit: "s",
+      advice: { explicitBucketBoundaries: DECISION_BUCKETS_S },
+    }),
+    rpcClientDuration: meter.createHistogram("rpc.client.duration", {
+      description:
+        "Duration of outbound RPCs to the policy servers; on CheckStream, one check message and its answer",
+      unit: "ms",
+      advice: { explicitBucketBoundaries: RPC_BUCKETS_MS },
+    }),
+    approvals: meter.createCounter("agentsh.approvals", {
+      description: "Approval requests held for a human, by outcome (approved, denied, timed_out)",
+      unit: "{approval}",
+    }),
+    approvalsPending: meter.createUpDownCounter("agentsh.approvals.pending", {
+      description: "Driver requests held while a human decides",
+      unit: "{approval}",
+    }),
+    breakerTransitions: meter.createCounter("agentsh.breaker.transitions", {
+      description: "Circuit breaker transitions of the broker -> policy server hop, by new state",
+      unit: "{transition}",
+    }),
+  };
+  if (!observe) return i;
+  // Series that must exist before anything happens (alerts and panels query them).
+  for (const outcome of ["approved", "denied", "timed_out"]) i.approvals.add(0, { outcome });
+  for (const state of ["open", "closed"]) i.breakerTransitions.add(0, { state });
+  i.approvalsPending.add(0);
+  meter
+    .createObservableCounter("agentsh.decisions", {
+      description:
+        "Decisions enforced for agent file and registry operations, by source (server, stale, fail_mode: decided by the broker; driver_cache, driver_fail_mode: by the driver alone)",
+      unit: "{decision}",
+    })
+    .addCallback((r) => {
+      for (const s of decisionSlots.values()) r.observe(s.n, s.attrs);
+    });
+  observeAll(meter);
+  return i;
+}
+
+function observeAll(meter: Meter): void {
+  const g = (name: string, description: string, unit = "1"): ObservableGauge =>
+    meter.createObservableGauge(name, { description, unit });
+  const c = (name: string, description: string, unit: string): ObservableCounter =>
+    meter.createObservableCounter(name, { description, unit });
+  const o = {
+    failState: g(
+      "agentsh.fail_state",
+      "1 while the hop answers by its fail mode (driver: FailState or no broker; broker: breaker open)",
+    ),
+    failTransitions: c("agentsh.fail_state.transitions", "Entries into fail mode per hop", "{transition}"),
+    consecutive: g("agentsh.consecutive_failures", "Consecutive failures per hop", "{failure}"),
+    failMode: g("agentsh.fail_mode.info", "Configured fail mode per hop (1 for the configured mode)"),
+    breakerState: g("agentsh.breaker.state", "Broker -> policy server circuit breaker: 1 open, 0 closed"),
+    breakerProbes: c("agentsh.breaker.probes", "Health probes sent while the breaker is open", "{probe}"),
+    driverConnected: g("agentsh.driver.connected", "1 while the broker is connected to the driver's port"),
+    cacheHits: c("agentsh.driver.cache.hits", "Driver decision cache hits", "{hit}"),
+    cacheMisses: c("agentsh.driver.cache.misses", "Driver decision cache misses", "{miss}"),
+    cacheEvictions: c("agentsh.driver.cache.evictions", "Driver cache entries evicted (capacity)", "{entry}"),
+    cacheExpired: c("agentsh.driver.cache.expirations", "Driver cache entries expired (TTL)", "{entry}"),
+    cacheCollapsed: c(
+      "agentsh.driver.cache.collapsed",
+      "Driver queries collapsed into one in-flight query",
+      "{query}",
+    ),
+    cacheEntries: g("agentsh.driver.cache.entries", "Driver cache entries", "{entry}"),
+    cacheCapacity: g("agentsh.driver.cache.capacity", "Driver cache capacity", "{entry}"),
+    driverDecisions: c(
+      "agentsh.driver.decisions",
+      "Decisions the driver enforced (every source), by decision",
+      "{decision}",
+    ),
+    driverQueries: c(
+      "agentsh.driver.policy_queries",
+      "Policy queries the driver sent to the broker, by kind",
+      "{query}",
+    ),
+    driverTimeouts: c(
+      "agentsh.driver.query.timeouts",
+      "Driver queries the broker did not answer in time",
+      "{query}",
+    ),
+    driverFailures: c(
+      "agentsh.driver.query.failures",
+      "Driver queries that failed (timeout, no broker, bad reply)",
+      "{query}",
+    ),
+    reconnects: c("agentsh.port.reconnects", "Driver port losses followed by a reconnect", "{reconnect}"),
+    lateReplies: c("agentsh.port.late_replies", "Replies the driver no longer waited for", "{reply}"),
+    replyFailures: c("agentsh.port.reply_failures", "Replies that failed for another reason", "{reply}"),
+    malformed: c("agentsh.port.malformed", "Malformed messages from the driver", "{message}"),
+    retries: c("agentsh.relay.retries", "Checks retried on another replica", "{check}"),
+    inFlight: g("agentsh.relay.in_flight", "Checks in flight to the policy servers", "{check}"),
+    sessions: g("agentsh.sessions", "Agent sessions registered with the broker", "{session}"),
+    processes: g("agentsh.processes.tracked", "Processes the driver tracks in agent sessions", "{process}"),
+    version: g(
+      "agentsh.policy.version.info",
+      "Policy version announced to this broker: 1 for the current one, 0 for earlier ones",
+    ),
+    versionChanges: c(
+      "agentsh.policy.version.changes",
+      "Policy version changes seen (each flushes the driver cache)",
+      "{change}",
+    ),
+  };
+  meter.addBatchObservableCallback((r) => {
+    for (const s of sources) {
+      const m = s.driverMetrics();
+      const connected = s.driverConnected();
+      const br = s.breaker();
+      const fm = s.failModes();
+      const driverFailing = !connected || (m ? m.failState !== 0 : false);
+      r.observe(o.failState, driverFailing ? 1 : 0, { hop: "driver" });
+      r.observe(o.failState, br.open ? 1 : 0, { hop: "broker" });
+      r.observe(o.failTransitions, Number(m?.failModeEntries ?? 0n), { hop: "driver" });
+      r.observe(o.failTransitions, br.opened, { hop: "broker" });
+      r.observe(o.consecutive, m?.consecutiveFailures ?? 0, { hop: "driver" });
+      r.observe(o.consecutive, br.consecutiveFailures, { hop: "broker" });
+      for (const hop of ["driver", "broker"] as const)
+        for (const mode of ["open", "closed"] as const)
+          r.observe(o.failMode, fm[hop] === mode ? 1 : 0, { hop, mode });
+      r.observe(o.breakerState, br.open ? 1 : 0, { hop: "broker" });
+      r.observe(o.breakerProbes, br.probes);
+      r.observe(o.driverConnected, connected ? 1 : 0);
+      if (m) {
+        r.observe(o.cacheHits, Number(m.cacheHitCount));
+        r.observe(o.cacheMisses, Number(m.cacheMissCount));
+        r.observe(o.cacheEvictions, Number(m.cacheEvictionCount));
+        r.observe(o.cacheExpired, Number(m.cacheExpiredCount));
+        r.observe(o.cacheCollapsed, Number(m.cacheCollapsedCount));
+        r.observe(o.cacheEntries, m.cacheEntryCount);
+        r.observe(o.cacheCapacity, m.cacheCapacity);
+        r.observe(o.driverDecisions, Number(m.allowDecisions), { decision: "allow" });
+        r.observe(o.driverDecisions, Number(m.denyDecisions), { decision: "deny" });
+        r.observe(o.driverDecisions, Number(m.pendingDecisions), { decision: "pending" });
+        r.observe(o.driverQueries, Number(m.filePolicyQueries), { kind: "file" });
+        r.observe(o.driverQueries, Number(m.registryPolicyQueries), { kind: "registry" });
+        r.observe(o.driverTimeouts, Number(m.policyQueryTimeouts));
+        r.observe(o.driverFailures, Number(m.policyQueryFailures));
+      }
+      const p = s.port();
+      r.observe(o.reconnects, p.reconnects);
+      r.observe(o.lateReplies, p.lateReplies);
+      r.observe(o.replyFailures, p.replyFailures);
+      r.observe(o.malformed, p.malformed);
+      const rl = s.relay();
+      r.observe(o.retries, rl.retries);
+      r.observe(o.inFlight, rl.inFlight);
+      r.observe(o.sessions, s.sessions());
+      r.observe(o.processes, s.trackedProcesses());
+      const versions = s.policyVersions();
+      for (const [idx, v] of versions.entries())
+        r.observe(o.version, idx === versions.length - 1 ? 1 : 0, { component: "broker", policy_version: v });
+      r.observe(o.versionChanges, s.policyVersionChanges());
+    }
+  }, Object.values(o));
+}
+
+/** Adds the driver's new cache hits and fail-mode decisions since the last poll to agentsh.decisions. */
+export class DriverPoll {
+  private last: MetricsReply | undefined;
+
+  delta(m: MetricsReply): void {
+    const prev = this.last;
+    this.last = m;
+    if (!prev) return; // the first answer is the baseline
+    const hits = m.cacheHitCount - prev.cacheHitCount;
+    const fail = m.failModeDecisions - prev.failModeDecisions;
+    // A driver restart resets its counters: start again from the new values.
+    if (hits > 0n) countDriverDecisions("driver_cache", Number(hits));
+    if (fail > 0n) countDriverDecisions("driver_fail_mode", Number(fail));
+  }
+}

@@ -1,0 +1,269 @@
+// The OpenTelemetry Node SDK for one service, configured by the standard OTEL_* variables only, with
+// this project's defaults for what is unset:
+//   OTEL_METRICS_EXPORTER=prometheus  (prometheus | otlp | console | none, a comma list)
+//   OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1, OTEL_EXPORTER_PROMETHEUS_PORT=<the service's port>
+//   OTEL_TRACES_EXPORTER=none, OTEL_LOGS_EXPORTER=none  (otlp | console; OTEL_EXPORTER_OTLP_* apply)
+//   OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.01: one decision in a
+//     hundred is traced (a trace costs each service about 10% of an uncached decision's CPU; see
+//     broker/bench/otel-bench.ts); parentbased_always_on traces every one.
+// OTEL_SDK_DISABLED=true starts nothing. The hot code uses the OpenTelemetry API only, so without a
+// started SDK every instrument and span is a no-op.
+//
+// No asynchronous context manager is registered: on Node 20 AsyncLocalStorage turns on promise hooks
+// for the whole process, which costs more than all of this project's instrumentation. Trace context
+// is passed explicitly instead (decision -> relay -> gRPC -> server).
+//
+// This file is the same in broker/src and policy-server/src (test/observability checks it).
+import { hostname } from "node:os";
+import {
+  type Context,
+  type ContextManager,
+  context,
+  DiagConsoleLogger,
+  diag,
+  metrics,
+  propagation,
+  ROOT_CONTEXT,
+  trace,
+} from "@opentelemetry/api";
+import { logs } from "@opentelemetry/api-logs";
+import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
+import {
+  type DetectedResourceAttributes,
+  envDetector,
+  hostDetector,
+  processDetector,
+  type ResourceDetector,
+} from "@opentelemetry/resources";
+import type { LogRecordProcessor } from "@opentelemetry/sdk-logs";
+import {
+  ConsoleMetricExporter,
+  type IMetricReader,
+  PeriodicExportingMetricReader,
+  type ViewOptions,
+} from "@opentelemetry/sdk-metrics";
+import { NodeSDK } from "@opentelemetry/sdk-node";
+// The SDK's own env parsing for OTLP metric exporters (not re-exported from its index).
+import {
+  getOtlpMetricExporterFromEnv,
+  getPeriodicExportingMetricReaderFromEnv,
+} from "@opentelemetry/sdk-node/build/src/utils.js";
+import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
+
+export interface TelemetryOptions {
+  /** service.name, unless OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) says otherwise. */
+  service: string;
+  /** service.version. */
+  version: string;
+  /** Port of the default Prometheus endpoint; OTEL_EXPORTER_PROMETHEUS_PORT wins. */
+  defaultPrometheusPort: number;
+  /** More resource attributes (host.name, agentsh.policy.version, ...); OTEL_RESOURCE_ATTRIBUTES wins. */
+  attributes?: Record<string, string>;
+  /** OTEL_* values for this SDK only, laid over process.env while it is built (tests, benchmarks). */
+  env?: Record<string, string>;
+  /** More span processors (tests: an in-memory exporter). A tracer provider is set up with them. */
+  spanProcessors?: SpanProcessor[];
+  /** More log record processors (tests: an in-memory exporter); they replace OTEL_LOGS_EXPORTER. */
+  logRecordProcessors?: LogRecordProcessor[];
+  /** Metric views (histogram buckets are set on the instruments themselves). */
+  views?: ViewOptions[];
+}
+
+export interface Telemetry {
+  service: string;
+  /** Where Prometheus can scrape this process, when OTEL_METRICS_EXPORTER includes prometheus. */
+  scrapeUrl: string | undefined;
+  metricsExporters: string[];
+  /** OTEL_LOGS_EXPORTER's exporters ([] for none): loggers also emit OpenTelemetry log records. */
+  logsExporters: string[];
+  /** Collects and exports pending metrics, spans and logs (not needed for Prometheus). */
+  flush(): Promise<void>;
+  /** Stops exporting and unregisters the SDK from the API (instruments become no-ops again). */
+  shutdown(): Promise<void>;
+}
+
+const DEFAULTS: Record<string, string> = {
+  OTEL_METRICS_EXPORTER: "prometheus",
+  OTEL_TRACES_EXPORTER: "none",
+  OTEL_LOGS_EXPORTER: "none",
+  OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
+};
+
+/** Resource attributes that become labels of every Prometheus series (host and replica selection). */
+export const CONSTANT_LABELS = /^(service\.name|service\.instance\.id|host\.name)$/;
+
+function list(v: string | undefined): string[] {
+  return (v ?? "")
+    .split(",")
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+}
+
+/** Runs `fn` with `overlay` laid over process.env (the SDK reads process.env while it is built). */
+function withEnv<T>(overlay: Record<string, string>, fn: () => T): T {
+  const saved: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(overlay)) {
+    saved[k] = process.env[k];
+    process.env[k] = v;
+  }
+  try {
+    return fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+let active: Telemetry | undefined;
+
+/** The telemetry started in this process, if any. */
+export function activeTelemetry(): Telemetry | undefined {
+  return active;
+}
+
+/**
+ * Starts the SDK and registers it with the OpenTelemetry API. One per process: a second call
+ * returns the first (shut it down first to start another).
+ */
+export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
+  if (active) return active;
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(DEFAULTS)) if (!process.env[k]) env[k] = v;
+  Object.assign(env, opts.env ?? {});
+  if (!env.OTEL_TRACES_SAMPLER && !process.env.OTEL_TRACES_SAMPLER) {
+    env.OTEL_TRACES_SAMPLER = "parentbased_traceidratio";
+    env.OTEL_TRACES_SAMPLER_ARG = "0.01";
+  }
+  const get = (k: string): string | undefined => env[k] ?? process.env[k];
+  if (/^true$/i.test(get("OTEL_SDK_DISABLED") ?? "")) {
+    const none = async () => {};
+    return {
+      service: opts.service,
+      scrapeUrl: undefined,
+      metricsExporters: [],
+      logsExporters: [],
+      flush: none,
+      shutdown: none,
+    };
+  }
+  const exporters = list(get("OTEL_METRICS_EXPORTER"));
+  const promHost = get("OTEL_EXPORTER_PROMETHEUS_HOST") || "127.0.0.1";
+  const promPort = Number(get("OTEL_EXPORTER_PROMETHEUS_PORT") || opts.defaultPrometheusPort);
+  let prometheus: PrometheusExporter | undefined;
+  const mine: DetectedResourceAttributes = {
+    "service.name": opts.service,
+    "service.version": opts.version,
+    "service.instance.id": `${opts.attributes?.["host.name"] ?? hostname()}:${exporters.includes("prometheus") ? promPort : process.pid}`,
+    ...opts.attributes,
+  };
+  const ownDetector: ResourceDetector = { detect: () => ({ attributes: mine }) };
+
+  const sdk = withEnv(env, () => {
+    const readers: IMetricReader[] = [];
+    if (!exporters.includes("none")) {
+      for (const e of exporters) {
+        if (e === "prometheus") {
+          prometheus = new PrometheusExporter({
+            host: promHost,
+            port: promPort,
+            preventServerStart: true,
+            withResourceConstantLabels: CONSTANT_LABELS,
+          });
+          readers.push(prometheus);
+        } else if (e === "otlp") {
+          readers.push(getPeriodicExportingMetricReaderFromEnv(getOtlpMetricExporterFromEnv()));
+        } else if (e === "console") {
+          readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter() }));
+        } else {
+          diag.warn(`OTEL_METRICS_EXPORTER: unsupported "${e}" (prometheus, otlp, console, none)`);
+        }
+      }
+    }
+    const s = new NodeSDK({
+      // Later detectors win: the environment over ours over the machine's.
+      resourceDetectors: [processDetector, hostDetector, ownDetector, envDetector],
+      metricReaders: readers,
+      views: opts.views ?? [],
+      contextManager: new SyncContextManager(),
+      // Given span processors replace OTEL_TRACES_EXPORTER (tests); otherwise the SDK reads it.
+      ...(opts.spanProcessors?.length ? { spanProcessors: opts.spanProcessors } : {}),
+      ...(opts.logRecordProcessors?.length ? { logRecordProcessors: opts.logRecordProcessors } : {}),
+    });
+    s.start();
+    return s;
+  });
+  if (get("OTEL_LOG_LEVEL")) diag.setLogger(new DiagConsoleLogger());
+  // Telemetry never stops the service: a taken port is reported and the endpoint left out.
+  if (prometheus) {
+    try {
+      await prometheus.startServer();
+    } catch (e) {
+      process.stderr.write(
+        `${JSON.stringify({ level: "warn", msg: `no Prometheus endpoint on ${promHost}:${promPort}: ${(e as Error).message}; set OTEL_EXPORTER_PROMETHEUS_PORT` })}\n`,
+      );
+      prometheus = undefined;
+    }
+  }
+  const shownHost = promHost.includes(":") ? `[${promHost}]` : promHost;
+  const t: Telemetry = {
+    service: opts.service,
+    scrapeUrl: prometheus ? `http://${shownHost}:${promPort}/metrics` : undefined,
+    metricsExporters: exporters.filter((e) => e !== "none"),
+    logsExporters: opts.logRecordProcessors?.length
+      ? ["in-process"]
+      : list(get("OTEL_LOGS_EXPORTER")).filter((e) => e !== "none"),
+    flush: async () => {
+      const mp = metrics.getMeterProvider() as { forceFlush?: () => Promise<void> };
+      const tp = trace.getTracerProvider() as { getDelegate?: () => { forceFlush?: () => Promise<void> } };
+      const lp = logs.getLoggerProvider() as { forceFlush?: () => Promise<void> };
+      await Promise.all([mp.forceFlush?.(), tp.getDelegate?.().forceFlush?.(), lp.forceFlush?.()]);
+    },
+    shutdown: async () => {
+      if (active === t) active = undefined;
+      await sdk.shutdown().catch(() => {});
+      metrics.disable();
+      trace.disable();
+      propagation.disable();
+      logs.disable();
+      context.disable();
+    },
+  };
+  active = t;
+  return t;
+}
+
+/**
+ * NodeSDK registers an AsyncLocalStorage context manager unless given one. This one only carries a
+ * context through synchronous code run by `context.with` (enough for log lines written inside it).
+ */
+class SyncContextManager implements ContextManager {
+  private stack: Context[] = [];
+  active(): Context {
+    return this.stack[this.stack.length - 1] ?? ROOT_CONTEXT;
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(
+    ctx: Context,
+    fn: F,
+    thisArg?: ThisParameterType<F>,
+    ...args: A
+  ): ReturnType<F> {
+    this.stack.push(ctx);
+    try {
+      return fn.call(thisArg, ...args);
+    } finally {
+      this.stack.pop();
+    }
+  }
+  bind<T>(_ctx: Context, target: T): T {
+    return target;
+  }
+  enable(): this {
+    return this;
+  }
+  disable(): this {
+    this.stack = [];
+    return this;
+  }
+}

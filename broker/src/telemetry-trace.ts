@@ -1,0 +1,116 @@
+// The broker's traces, through the OpenTelemetry API only. One trace per uncached decision, two
+// spans in the normal case (every span costs; see broker/bench/otel-bench.ts):
+//   agentsh.decide (CLIENT, the driver's question to its reply; its first RPC attempt is this span)
+//     -> the policy server's SERVER span, with the evaluation and the rule that decided
+//   plus, only when they happen, a CLIENT span per retry on another replica and one for the wait
+//   for a human's approval.
+// The W3C trace context travels in the check's trace_context field on the multiplexed CheckStream
+// and in gRPC metadata on unary calls. Context is passed explicitly (no async context manager, see
+// telemetry-sdk.ts).
+import type { CheckRequest } from "@agentsh/proto";
+import { status as GrpcStatus, Metadata, type ServiceError } from "@grpc/grpc-js";
+import {
+  type Attributes,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type Tracer,
+  type TracerProvider,
+  trace,
+} from "@opentelemetry/api";
+import { RelayError } from "./relay/relay-error.js";
+import { brokerInstruments, rpcAttrs, SCOPE, SCOPE_VERSION } from "./telemetry-metrics.js";
+
+let tracerOf: TracerProvider | undefined;
+let tracer: Tracer = trace.getTracer(SCOPE, SCOPE_VERSION);
+
+export function brokerTracer(): Tracer {
+  const p = trace.getTracerProvider();
+  if (p !== tracerOf) {
+    tracerOf = p;
+    tracer = p.getTracer(SCOPE, SCOPE_VERSION);
+  }
+  return tracer;
+}
+
+export function startDecisionSpan(attributes: Attributes): Span {
+  return brokerTracer().startSpan("agentsh.decide", { kind: SpanKind.CLIENT, attributes }, ROOT_CONTEXT);
+}
+
+export const POLICY_SERVICE = "agentsh.v1.PolicyService";
+export const APPROVAL_SERVICE = "agentsh.v1.ApprovalService";
+
+/**
+ * One outbound RPC and its rpc.client.duration measurement. Its span: `parent` itself when `own` is
+ * false (the decision's first attempt), else a CLIENT span of its own, child of `parent`.
+ */
+export class RpcCall {
+  private readonly started = performance.now();
+  readonly span: Span;
+  private readonly own: boolean;
+
+  constructor(
+    readonly service: string,
+    readonly method: string,
+    parent: Span | undefined,
+    own = true,
+  ) {
+    this.own = own || !parent;
+    const attributes = { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method };
+    if (!this.own) {
+      this.span = parent!;
+      if (this.span.isRecording()) this.span.setAttributes(attributes);
+      return;
+    }
+    const ctx = parent ? trace.setSpan(ROOT_CONTEXT, parent) : ROOT_CONTEXT;
+    this.span = brokerTracer().startSpan(`${service}/${method}`, { kind: SpanKind.CLIENT, attributes }, ctx);
+  }
+
+  /** Puts the W3C trace context of this call in the check itself (multiplexed stream). */
+  injectInto(req: CheckRequest): void {
+    if (!this.span.isRecording()) return;
+    const carrier: Record<string, string> = {};
+    propagation.inject(trace.setSpan(ROOT_CONTEXT, this.span), carrier);
+    req.traceContext = carrier;
+  }
+
+  /** gRPC metadata with the W3C trace context of this call (unary). */
+  metadata(): Metadata {
+    const md = new Metadata();
+    if (this.span.isRecording())
+      propagation.inject(trace.setSpan(ROOT_CONTEXT, this.span), md, {
+        set: (m, k, v) => m.set(k, v),
+      });
+    return md;
+  }
+
+  end(err?: unknown): void {
+    const code = err === undefined ? GrpcStatus.OK : grpcCode(err);
+    brokerInstruments().rpcClientDuration.record(
+      performance.now() - this.started,
+      rpcAttrs(this.service, this.method, code),
+    );
+    if (this.span.isRecording()) {
+      this.span.setAttribute("rpc.grpc.status_code", code);
+      if (!this.own) return; // the decision's span: decisionDone ends it
+      if (err !== undefined)
+        this.span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error)?.message ?? String(err) });
+      this.span.end();
+    }
+  }
+}
+
+const RELAY_CODES: Record<string, number> = {
+  deadline: GrpcStatus.DEADLINE_EXCEEDED,
+  unavailable: GrpcStatus.UNAVAILABLE,
+  invalid: GrpcStatus.INVALID_ARGUMENT,
+  internal: GrpcStatus.INTERNAL,
+};
+
+function grpcCode(err: unknown): number {
+  if (err instanceof RelayError) return RELAY_CODES[err.code] ?? GrpcStatus.UNKNOWN;
+  const c = (err as Partial<ServiceError>)?.code;
+  return typeof c === "number" ? c : GrpcStatus.UNKNOWN;
+}

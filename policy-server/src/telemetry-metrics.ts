@@ -1,0 +1,334 @@
+// The policy server's metrics and traces, through the OpenTelemetry API only (no-ops until an SDK is
+// registered; see telemetry-sdk.ts):
+//   agentsh.policy.evaluations{kind,operation,decision,rule}, agentsh.policy.evaluation.duration{kind}
+//   rpc.server.duration{rpc.system,rpc.service,rpc.method,rpc.grpc.status_code} (connect interceptor)
+//   agentsh.policy.version.info{policy_version,policy_name,mode}, agentsh.policy.reloads{result}
+// Spans: one SERVER span per traced check (unary: from the W3C trace context in the request headers,
+// made by the interceptor; CheckStream: one per check, from its trace_context field), carrying the
+// evaluation: the rule that decided, the decision, the policy version. A check without a trace
+// context makes no span.
+
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  type HandlerContext,
+  type Interceptor,
+} from "@connectrpc/connect";
+import {
+  type Attributes,
+  type Context,
+  type Counter,
+  type Histogram,
+  type Meter,
+  type MeterProvider,
+  metrics,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type Tracer,
+  type TracerProvider,
+  trace,
+} from "@opentelemetry/api";
+import type { PolicyEngine } from "./engine.js";
+import type { CheckInput, Decision } from "./engine-types.js";
+import type { PolicyStore, PolicyVersion } from "./server-store.js";
+
+export const SCOPE = "agentsh-policy-server";
+export const SCOPE_VERSION = "0.1.0";
+
+/** Engine evaluation time, seconds (microseconds normally; canonicalisation dominates). */
+export const EVALUATION_BUCKETS_S = [
+  0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+];
+/** rpc.server.duration, milliseconds (OpenTelemetry RPC conventions). */
+export const RPC_BUCKETS_MS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+
+interface ServerInstruments {
+  evaluationDuration: Histogram;
+  rpcServerDuration: Histogram;
+  reloads: Counter;
+}
+
+const stores = new Set<PolicyStore>();
+const seenVersions = new WeakMap<PolicyStore, PolicyVersion[]>();
+let boundTo: MeterProvider | undefined;
+let inst: ServerInstruments = create(metrics.getMeter(SCOPE, SCOPE_VERSION), false);
+let tracerOf: TracerProvider | undefined;
+let tracer: Tracer = trace.getTracer(SCOPE, SCOPE_VERSION);
+
+function instruments(): ServerInstruments {
+  const p = metrics.getMeterProvider();
+  if (p !== boundTo) {
+    boundTo = p;
+    inst = create(p.getMeter(SCOPE, SCOPE_VERSION), true);
+  }
+  return inst;
+}
+
+function serverTracer(): Tracer {
+  const p = trace.getTracerProvider();
+  if (p !== tracerOf) {
+    tracerOf = p;
+    tracer = p.getTracer(SCOPE, SCOPE_VERSION);
+  }
+  return tracer;
+}
+
+function create(meter: Meter, observe: boolean): ServerInstruments {
+  const i: ServerInstruments = {
+    evaluationDuration: meter.createHistogram("agentsh.policy.evaluation.duration", {
+      description: "Policy engine evaluation time (canonicalisation and matching)",
+      unit: "s",
+      advice: { explicitBucketBoundaries: EVALUATION_BUCKETS_S },
+    }),
+    rpcServerDuration: meter.createHistogram("rpc.server.duration", {
+      description: "Duration of inbound RPCs (a stream's duration is the whole call)",
+      unit: "ms",
+      advice: { explicitBucketBoundaries: RPC_BUCKETS_MS },
+    }),
+    reloads: meter.createCounter("agentsh.policy.reloads", {
+      description: "Policy reloads that changed the version (success) or were refused (failure)",
+      unit: "{reload}",
+    }),
+  };
+  if (!observe) return i;
+  meter
+    .createObservableCounter("agentsh.policy.evaluations", {
+      description: "Policy evaluations by kind, operation, decision and the rule that decided",
+      unit: "{evaluation}",
+    })
+    .addCallback((r) => {
+      for (const s of evalSlots.values()) r.observe(s.n, s.attrs);
+    });
+  i.reloads.add(0, { result: "success" });
+  i.reloads.add(0, { result: "failure" });
+  const version = meter.createObservableGauge("agentsh.policy.version.info", {
+    description: "Policy version loaded by this replica: 1 for the current one, 0 for earlier ones",
+  });
+  const loadedAt = meter.createObservableGauge("agentsh.policy.version.loaded_time", {
+    description: "When this replica loaded its current policy version (Unix time)",
+    unit: "s",
+  });
+  meter.addBatchObservableCallback(
+    (r) => {
+      for (const s of stores) {
+        const cur = s.current;
+        for (const v of versionsOf(s))
+          r.observe(version, v.version === cur.version ? 1 : 0, {
+            component: "policy-server",
+            policy_version: v.version,
+            policy_name: v.name,
+            mode: v.mode,
+          });
+        r.observe(loadedAt, cur.loadedAtMs / 1000);
+      }
+    },
+    [version, loadedAt],
+  );
+  return i;
+}
+
+function versionsOf(s: PolicyStore): PolicyVersion[] {
+  let list = seenVersions.get(s);
+  if (!list) {
+    list = [];
+    seenVersions.set(s, list);
+  }
+  const cur = s.current;
+  if (list[list.length - 1]?.version !== cur.version) {
+    const at = list.findIndex((v) => v.version === cur.version);
+    if (at >= 0) list.splice(at, 1);
+    list.push(cur);
+    if (list.length > 8) list.shift();
+  }
+  return list;
+}
+
+/** Observe a store's policy version (startPolicyServer calls it; close calls the returned function). */
+export function observeStore(store: PolicyStore): () => void {
+  stores.add(store);
+  instruments();
+  return () => stores.delete(store);
+}
+
+/** A policy reload's outcome (server-store.ts). */
+export function reloadCounted(result: "success" | "failure"): void {
+  instruments().reloads.add(1, result === "success" ? SUCCESS : FAILURE);
+}
+const SUCCESS = Object.freeze({ result: "success" });
+const FAILURE = Object.freeze({ result: "failure" });
+
+// -- evaluation ------------------------------------------------------------------------------------
+
+// agentsh.policy.evaluations is counted here and observed at collection (a synchronous counter
+// hashes its four attributes on every add). Rules are named in the policy: a bounded set.
+const evalSlots = new Map<string, { attrs: Attributes; n: number }>();
+function countEvaluation(input: CheckInput, d: Decision): void {
+  const key = `${input.kind}|${input.operation}|${d.decision}|${d.rule}`;
+  let s = evalSlots.get(key);
+  if (!s) {
+    const attrs = Object.freeze({
+      kind: input.kind,
+      operation: input.operation,
+      decision: d.decision,
+      rule: d.rule,
+    });
+    s = { attrs, n: 0 };
+    evalSlots.set(key, s);
+  }
+  s.n++;
+}
+const KIND_ATTRS: Record<string, Attributes> = { file: { kind: "file" }, registry: { kind: "registry" } };
+
+const SERVER_SPAN = createContextKey<Span | undefined>(undefined, { description: "agentsh server span" });
+
+/**
+ * Decides `input` with `engine`, counting and timing it. Its span: the call's SERVER span (unary,
+ * from the interceptor) or, for a check on CheckStream, one made here from its `traceContext`.
+ */
+export function evaluate(
+  engine: PolicyEngine,
+  input: CheckInput,
+  ctx: HandlerContext,
+  traceContext?: Record<string, string>,
+): Decision {
+  let span = ctx.values.get(SERVER_SPAN);
+  let own = false;
+  if (!span && traceContext?.traceparent) {
+    own = true;
+    span = serverTracer().startSpan(
+      `${ctx.service.typeName}/${ctx.method.name}`,
+      { kind: SpanKind.SERVER, attributes: rpcSpanAttrs(ctx.service.typeName, ctx.method.name) },
+      propagation.extract(ROOT_CONTEXT, traceContext),
+    );
+  }
+  const started = performance.now();
+  let d: Decision;
+  try {
+    d = engine.decide(input);
+  } catch (e) {
+    if (own) {
+      span!.setStatus({ code: SpanStatusCode.ERROR, message: (e as Error).message });
+      span!.end();
+    }
+    throw e;
+  }
+  const i = instruments();
+  i.evaluationDuration.record((performance.now() - started) / 1000, KIND_ATTRS[input.kind]);
+  countEvaluation(input, d);
+  if (span?.isRecording()) {
+    // kind and operation are on the broker's span, the path in the broker's audit record.
+    span.setAttributes({
+      "agentsh.decision": d.decision,
+      "agentsh.rule": d.rule,
+      "agentsh.policy_version": d.policyVersion,
+    });
+    if (own) {
+      span.setAttribute("rpc.grpc.status_code", 0);
+      span.end();
+    }
+  }
+  return d;
+}
+
+// -- RPC ---------------------------------------------------------------------------------------------
+
+function rpcSpanAttrs(service: string, method: string): Attributes {
+  return { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method };
+}
+
+const rpcAttrCache = new Map<string, Attributes>();
+function rpcAttrs(service: string, method: string, code: number): Attributes {
+  const key = `${service}/${method}/${code}`;
+  let a = rpcAttrCache.get(key);
+  if (!a) {
+    a = Object.freeze({ ...rpcSpanAttrs(service, method), "rpc.grpc.status_code": code });
+    if (rpcAttrCache.size < 1024) rpcAttrCache.set(key, a);
+  }
+  return a;
+}
+
+const headerGetter = {
+  get: (h: Headers, k: string) => h.get(k) ?? undefined,
+  keys: (h: Headers) => [...h.keys()],
+};
+
+/** gRPC status code of a handler error (connect codes are the gRPC codes). */
+function codeOf(e: unknown): number {
+  return e instanceof ConnectError ? e.code : Code.Unknown;
+}
+
+/**
+ * rpc.server.duration for every call and, for unary calls that carry a W3C trace context, the SERVER
+ * span (the handler's evaluation becomes its child).
+ */
+export function telemetryInterceptor(): Interceptor {
+  return (next) => async (req) => {
+    const started = performance.now();
+    const service = req.service.typeName;
+    const method = req.method.name;
+    const record = (code: number, span?: Span) => {
+      instruments().rpcServerDuration.record(performance.now() - started, rpcAttrs(service, method, code));
+      if (span) {
+        span.setAttribute("rpc.grpc.status_code", code);
+        if (code !== 0) span.setStatus({ code: SpanStatusCode.ERROR });
+        span.end();
+      }
+    };
+    let span: Span | undefined;
+    if (!req.stream && req.header.has("traceparent")) {
+      const parent: Context = propagation.extract(ROOT_CONTEXT, req.header, headerGetter);
+      span = serverTracer().startSpan(
+        `${service}/${method}`,
+        { kind: SpanKind.SERVER, attributes: rpcSpanAttrs(service, method) },
+        parent,
+      );
+      req.contextValues.set(SERVER_SPAN, span);
+    }
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (e) {
+      record(codeOf(e), span);
+      throw e;
+    }
+    if (!res.stream) {
+      record(0, span);
+      return res;
+    }
+    // A stream's call ends when its responses do.
+    const inner = res.message;
+    let done = false;
+    const finish = (code: number) => {
+      if (done) return;
+      done = true;
+      record(code);
+    };
+    const message: AsyncIterable<unknown> = {
+      [Symbol.asyncIterator]() {
+        const it = inner[Symbol.asyncIterator]();
+        return {
+          next: () =>
+            it.next().then(
+              (r) => {
+                if (r.done) finish(0);
+                return r;
+              },
+              (e) => {
+                finish(codeOf(e));
+                throw e;
+              },
+            ),
+          return: (v?: unknown) => {
+            finish(Code.Canceled);
+            return it.return ? it.return(v) : Promise.resolve({ done: true as const, value: v });
+          },
+        };
+      },
+    };
+    return { ...res, message } as typeof res;
+  };
+}
