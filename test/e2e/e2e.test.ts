@@ -1,5 +1,9 @@
 // End to end: real simulator (the driver's C core behind the emulated filter port), real broker
 // (koffi -> libfltsim, grpc-js), real policy servers (connect-node), real policy engine.
+
+import { ApprovalService, Decision } from "@agentsh/proto";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Stack, sleep, startStack } from "./harness.js";
 
@@ -34,6 +38,12 @@ registry_rules:
     paths: ['HKCU\\SOFTWARE\\demo\\**']
     operations: ['*']
     decision: allow
+  - name: services
+    paths: ['HKLM\\SYSTEM\\CurrentControlSet\\Services\\**']
+    operations: [write, create, delete]
+    decision: approve
+    priority: 50
+    timeout: 2m
 `;
 
 const ROOT = 1000;
@@ -182,6 +192,36 @@ describe("end to end: simulator -> broker -> policy server", () => {
     const m = await ctl.metrics();
     expect(m.metrics.FailModeDecisions).toBeGreaterThan(0);
     expect(m.metrics.FailState).toBe(0);
+  });
+
+  it("approval: the broker holds the request while a human decides; never cached; no answer in time means deny", async () => {
+    stack = await startStack({ policy: POLICY() });
+    const ctl = await withSession(stack);
+    const approvals = createClient(
+      ApprovalService,
+      createConnectTransport({ baseUrl: `http://${stack.servers[0]!.address}`, httpVersion: "1.1" }),
+    );
+    const key = "HKLM\\SYSTEM\\CurrentControlSet\\Services\\AgentHelper";
+    const asked = ctl.registry(ROOT, "set_value", key, { value: "ImagePath" });
+    // A human sees the pending approval and approves it while the driver waits.
+    let pending = await approvals.listApprovals({});
+    for (let i = 0; i < 100 && pending.approvals.length === 0; i++) {
+      await sleep(10);
+      pending = await approvals.listApprovals({});
+    }
+    expect(pending.approvals).toHaveLength(1);
+    expect(pending.approvals[0]!.rule).toBe("services");
+    await approvals.resolveApproval({
+      approvalId: pending.approvals[0]!.id,
+      decision: Decision.ALLOW,
+      resolvedBy: "e2e",
+    });
+    expect(await asked).toMatchObject({ result: "allow", source: "broker" });
+    // Approved once is not approved forever: the same operation asks again, and nobody answers.
+    const started = Date.now();
+    const again = await ctl.registry(ROOT, "set_value", key, { value: "ImagePath" });
+    expect(again).toMatchObject({ result: "deny", source: "broker" });
+    expect(Date.now() - started).toBeLessThan(1000); // within the driver's timeout (1 s here)
   });
 
   it("two server replicas, one killed under load: no decision is lost", async () => {
