@@ -241,10 +241,13 @@ export class MemoryApprovalStore implements ApprovalStore {
         },
       };
       const onAbort = (): void => w.wake({ ok: true, approval: a });
-      // Past the approval's expiry the waiter wakes and finds it expired.
+      // Past the approval's expiry the waiter wakes and finds it expired. When the wait ends at the
+      // expiry, the timer firing is the expiry (timers may fire a millisecond before Date.now()
+      // reaches it), so it does not ask the clock again.
+      const endsAtExpiry = untilMs >= a.expiresAtMs;
       const timer = setTimeout(
         () => {
-          if (a.state === "pending" && this.now() >= a.expiresAtMs)
+          if (a.state === "pending" && (endsAtExpiry || this.now() >= a.expiresAtMs))
             this.finish(a, "expired", "", "", a.expiresAtMs);
           else w.wake({ ok: true, approval: a });
         },
