@@ -3,6 +3,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: [
+      "telemetry/**/*.test.ts",
       "broker/src/**/*.test.ts",
       "policy-server/src/**/*.test.ts",
       "driver/**/*.test.ts",

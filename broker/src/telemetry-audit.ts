@@ -2,8 +2,8 @@
 // redirect, fail mode, stale (plain allowed cache hits never reach the broker: the driver answers
 // them). Session, pid, operation, path, rule, policy version, latency, trace and span ids.
 import { Decision } from "@agentsh/proto";
+import { type Logger, traceFields } from "@agentsh/telemetry";
 import type { DecisionRecord } from "./decide.js";
-import { type Logger, traceFields } from "./telemetry-log.js";
 import { decisionName, kindName, operationName } from "./telemetry-metrics.js";
 
 /** True when a decision needs an audit record. */

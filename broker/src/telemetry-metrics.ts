@@ -1,5 +1,5 @@
 // The broker's metrics, through the OpenTelemetry API only (no-ops until an SDK is registered; see
-// telemetry-sdk.ts). Synchronous instruments are recorded by the hot code (decisions, latency, RPCs,
+// telemetry/sdk.ts). Synchronous instruments are recorded by the hot code (decisions, latency, RPCs,
 // approvals); everything that is a state or a counter kept elsewhere (driver GET_METRICS, breaker,
 // port, sessions, policy version) is observed at collection time. The driver's cache counters are
 // polled every `pollMs` and their deltas also counted as decisions of source driver_cache and

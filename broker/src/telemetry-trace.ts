@@ -6,7 +6,7 @@
 //   for a human's approval.
 // The W3C trace context travels in the check's trace_context field on the multiplexed CheckStream
 // and in gRPC metadata on unary calls. Context is passed explicitly (no async context manager, see
-// telemetry-sdk.ts).
+// telemetry/sdk.ts).
 import type { CheckRequest } from "@agentsh/proto";
 import { status as GrpcStatus, Metadata, type ServiceError } from "@grpc/grpc-js";
 import {

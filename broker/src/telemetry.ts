@@ -1,11 +1,10 @@
 // The broker's telemetry in one call: `await startTelemetry()` before (or after) building the Broker,
-// print `scrapeUrl`. Everything else is the standard OTEL_* variables (telemetry-sdk.ts).
+// print `scrapeUrl`. Everything else is the standard OTEL_* variables (telemetry/sdk.ts).
 import { readFileSync } from "node:fs";
-import { startSdk, type Telemetry, type TelemetryOptions } from "./telemetry-sdk.js";
+import { startSdk, type Telemetry, type TelemetryOptions } from "@agentsh/telemetry";
 
+export { activeTelemetry, createLogger, type Logger, type Telemetry } from "@agentsh/telemetry";
 export { auditHook, isAudited } from "./telemetry-audit.js";
-export { createLogger, type Logger } from "./telemetry-log.js";
-export { activeTelemetry, type Telemetry } from "./telemetry-sdk.js";
 
 /** Default Prometheus port of the broker (the OpenTelemetry default); the policy server's is 9465. */
 export const BROKER_PROMETHEUS_PORT = 9464;

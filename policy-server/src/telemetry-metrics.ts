@@ -1,5 +1,5 @@
 // The policy server's metrics and traces, through the OpenTelemetry API only (no-ops until an SDK is
-// registered; see telemetry-sdk.ts):
+// registered; see telemetry/sdk.ts):
 //   agentsh.policy.evaluations{kind,operation,decision,rule}, agentsh.policy.evaluation.duration{kind}
 //   rpc.server.duration{rpc.system,rpc.service,rpc.method,rpc.grpc.status_code} (connect interceptor)
 //   agentsh.policy.version.info{policy_version,policy_name,mode}, agentsh.policy.reloads{result}

@@ -1,11 +1,10 @@
 // The policy server's telemetry in one call. Everything else is the standard OTEL_* variables
-// (telemetry-sdk.ts).
+// (telemetry/sdk.ts).
 import { readFileSync } from "node:fs";
+import { createLogger, startSdk, type Telemetry, type TelemetryOptions } from "@agentsh/telemetry";
 import type { Logger as StoreLogger } from "./server-store.js";
-import { createLogger } from "./telemetry-log.js";
-import { startSdk, type Telemetry, type TelemetryOptions } from "./telemetry-sdk.js";
 
-export { activeTelemetry, type Telemetry } from "./telemetry-sdk.js";
+export { activeTelemetry, type Telemetry } from "@agentsh/telemetry";
 
 /** Default Prometheus port of a policy server replica (the broker's is 9464). */
 export const POLICY_SERVER_PROMETHEUS_PORT = 9465;

@@ -13,7 +13,7 @@
 // for the whole process, which costs more than all of this project's instrumentation. Trace context
 // is passed explicitly instead (decision -> relay -> gRPC -> server).
 //
-// This file is the same in broker/src and policy-server/src (test/observability checks it).
+// Shared by the broker and the policy server (package @agentsh/telemetry).
 import { hostname } from "node:os";
 import {
   type Context,

@@ -1,7 +1,7 @@
 // Structured JSON logs (pino) with trace_id/span_id. When the SDK exports logs
 // (OTEL_LOGS_EXPORTER=otlp | console), every line is also emitted as an OpenTelemetry log record.
 //
-// This file is the same in broker/src and policy-server/src (test/observability checks it).
+// Shared by the broker and the policy server (package @agentsh/telemetry).
 import {
   context,
   isSpanContextValid,
@@ -12,7 +12,7 @@ import {
 } from "@opentelemetry/api";
 import { type AnyValueMap, logs, SeverityNumber } from "@opentelemetry/api-logs";
 import pino, { type DestinationStream, type Logger } from "pino";
-import { activeTelemetry } from "./telemetry-sdk.js";
+import { activeTelemetry } from "./sdk.js";
 
 export interface LoggerOptions {
   /** `service` field of every line. */

@@ -1,0 +1,4 @@
+// Public surface of @agentsh/telemetry: one OpenTelemetry bootstrap and one logger for both services
+// (the broker and the policy server), so the two cannot drift apart.
+export * from "./log.js";
+export * from "./sdk.js";
