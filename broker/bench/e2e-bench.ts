@@ -6,9 +6,10 @@
 //   e2e_max_uncached_per_s             most uncached decisions/s whose p99 stays under 10 ms
 //   e2e_cached_us_p99                  decisions the driver answers from its cache
 //   broker_cpu_pct_500 / rss_mb_500    broker process at 500 ops/s of a realistic mix
+// The broker runs as deployed: the `npm run build` bundle with BROKER_NODE_FLAGS (built first).
 // Each phase starts a fresh simulator and broker and measures the steady state: the simulator runs
 // --warmup seconds of the same load first (connection set-up, JIT, first streams) without recording.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,8 +38,12 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : 0;
 }
 
+/** The broker as it is deployed: the bundle of `npm run build`, with the memory flags it ships with. */
+const BROKER_BUNDLE = join(ROOT, "broker/dist/agentsh-broker.mjs");
+export const BROKER_NODE_FLAGS = ["--max-semi-space-size=1", "--v8-pool-size=1"];
+
 function startBroker(dir: string, portSocket: string, server: string): ChildProcess {
-  return spawn(process.execPath, [join(ROOT, "broker/bin/agentsh-broker.mjs"), "run"], {
+  return spawn(process.execPath, [...BROKER_NODE_FLAGS, BROKER_BUNDLE, "run"], {
     stdio: ["ignore", "ignore", "ignore"],
     env: {
       ...process.env,
@@ -105,6 +110,8 @@ async function phase(
 const fromBroker = (r: SimReport) => r.outcomes.filter((o) => o.source === "broker");
 
 const run: BenchGroup = async ({ quick, log }) => {
+  const built = spawnSync(process.execPath, [join(ROOT, "broker/build.mjs")], { encoding: "utf8" });
+  if (built.status !== 0) throw new Error(`npm run build failed: ${built.stderr}`);
   const dir = mkdtempSync(join(tmpdir(), "agentsh-bench-e2e-"));
   const port = await freePort();
   const server = spawn(

@@ -18,7 +18,11 @@ export interface FltLib {
   queryDosDevice(drive: string): string[];
 }
 
-export const DEFAULT_SIM_LIBRARY = resolve(import.meta.dirname, "../../../driver/build/libfltsim.so");
+/** driver/build/libfltsim.so, from the sources (broker/src/port) or from the bundle (broker/dist). */
+export const DEFAULT_SIM_LIBRARY =
+  ["../../../driver/build/libfltsim.so", "../../driver/build/libfltsim.so"]
+    .map((p) => resolve(import.meta.dirname, p))
+    .find((p) => existsSync(p)) ?? resolve(import.meta.dirname, "../../../driver/build/libfltsim.so");
 
 /** Where the fltlib ABI comes from: AGENTSH_FLTLIB, else fltlib.dll on Windows, else the simulator. */
 export function fltLibPath(explicit?: string): string {
