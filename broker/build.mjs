@@ -1,11 +1,10 @@
 #!/usr/bin/env node
-// `npm run build`: the broker as one ES module, broker/dist/agentsh-broker.mjs (with its reader
-// thread beside it), for running without tsx: what a Windows service runs, and what the e2e
+// `npm run build`: the broker as one ES module, broker/dist/agentsh-broker.mjs, for running without tsx: what a Windows service runs, and what the e2e
 // benchmark measures. Dependencies from node_modules stay external; the workspace packages
 // (@agentsh/proto, @agentsh/telemetry) are bundled in. Run it as
 //   node --max-semi-space-size=1 --v8-pool-size=1 broker/dist/agentsh-broker.mjs run
 // (the flags keep the resident set under 100 MB; see the README's benchmarks).
-import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
 
@@ -28,5 +27,4 @@ await build({
   },
   logLevel: "warning",
 });
-copyFileSync(join(here, "src/port/port-reader.worker.mjs"), join(dist, "port-reader.worker.mjs"));
 process.stdout.write(`built ${join(dist, "agentsh-broker.mjs")}\n`);

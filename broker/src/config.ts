@@ -96,8 +96,8 @@ export const KEYS: readonly KeySpec[] = [
     kind: "int",
     def: 2,
     min: 1,
-    max: 64,
-    help: "FilterGetMessage calls kept outstanding",
+    max: 12,
+    help: "FilterGetMessage calls kept outstanding (each blocks a thread of libuv's pool)",
   },
   {
     path: "driver.fail_mode",

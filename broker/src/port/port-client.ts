@@ -5,7 +5,6 @@
 // excludes its own pid and pushes the driver config, then calls onConnected (sessions are
 // registered again there).
 import { EventEmitter } from "node:events";
-import { Worker } from "node:worker_threads";
 import {
   type AuditEvent,
   decodeMessage,
@@ -22,7 +21,6 @@ import {
 } from "./codec.js";
 import { CodecError } from "./codec-error.js";
 import type { FltLib } from "./port-fltlib.js";
-import { PROTOTYPES } from "./port-fltlib.js";
 import { describeHr, HR, hresult, isPortLost, succeeded } from "./port-hresult.js";
 import {
   CONNECT_MAGIC,
@@ -88,7 +86,6 @@ export class PortError extends Error {
 
 export class PortClient extends EventEmitter {
   private handle: bigint | null = null;
-  private workers: Worker[] = [];
   private stopping = false;
   private reconnecting: Promise<void> | null = null;
   private nextRequestId = 1n;
@@ -107,8 +104,8 @@ export class PortClient extends EventEmitter {
 
   constructor(private readonly opts: PortClientOptions) {
     super();
-    if (!Number.isInteger(opts.readers) || opts.readers < 1 || opts.readers > 64) {
-      throw new Error(`port readers must be 1..64, got ${opts.readers}`);
+    if (!Number.isInteger(opts.readers) || opts.readers < 1 || opts.readers > 12) {
+      throw new Error(`port readers must be 1..12, got ${opts.readers}`);
     }
   }
 
@@ -119,16 +116,12 @@ export class PortClient extends EventEmitter {
   /** Connects (retrying with backoff until it works or stop() is called). */
   async start(): Promise<void> {
     this.stopping = false;
-    // The readers are up before the driver can send: a connected port must never wait for one.
-    await this.startReaders();
     await this.connectWithBackoff();
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     await this.disconnect();
-    const workers = this.workers.splice(0);
-    await Promise.all(workers.map((w) => w.terminate()));
   }
 
   // -- commands ------------------------------------------------------------------------------
@@ -234,48 +227,39 @@ export class PortClient extends EventEmitter {
       this.closeHandle();
       throw e;
     }
-    for (const w of this.workers) w.postMessage({ handle, gen: this.generation });
+    this.startReaders(handle, this.generation);
     this.stats.connected = true;
     this.stats.connects++;
     this.emit("connected");
   }
 
-  /** The reader threads, kept across reconnects; resolves when every one is ready to read. */
-  private async startReaders(): Promise<void> {
-    const ready: Promise<void>[] = [];
-    while (this.workers.length < this.opts.readers) {
-      const w = new Worker(new URL("./port-reader.worker.mjs", import.meta.url), {
-        workerData: {
-          libraryPath: this.opts.lib.path,
-          prototype: PROTOTYPES.get,
-          bufferSize: PORT_HEADER_SIZE + MAX_MESSAGE_SIZE,
-        },
-        resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 },
-      });
-      ready.push(
-        new Promise<void>((resolve) => {
-          w.once("message", () => resolve());
-          w.once("error", () => resolve());
-        }),
-      );
-      w.on("message", (m: { handle?: bigint; gen?: number; hr?: number; data?: ArrayBuffer }) => {
-        if (m.handle === undefined) return; // ready
-        if (m.hr === 0 && m.data) this.onPortMessage(new Uint8Array(m.data), m.handle);
-        else if (m.gen === this.generation && this.handle !== null && !this.stopping) {
-          // The current port failed under this reader (a closed handle is the old port's news).
-          this.portLost("FilterGetMessage", hresult(m.hr ?? HR.ERROR_INVALID_HANDLE));
-        }
-      });
-      w.on("error", (e) => {
-        this.stats.lastError = `reader thread: ${e.message}`;
-        const i = this.workers.indexOf(w);
-        if (i >= 0) this.workers.splice(i, 1);
-        if (this.handle !== null && !this.stopping) this.portLost("reader thread", HR.ERROR_INVALID_HANDLE);
-      });
-      w.unref();
-      this.workers.push(w);
+  /**
+   * Keeps `readers` FilterGetMessage calls outstanding on the port, each on a thread of libuv's pool
+   * (koffi async): a call returns with a message (handed to the main thread) and is issued again at
+   * once; it ends when the handle is closed or the port is lost. The launchers size the pool
+   * (UV_THREADPOOL_SIZE) so that blocked readers leave room for DNS, file and crypto work.
+   */
+  private startReaders(handle: bigint, gen: number): void {
+    for (let i = 0; i < this.opts.readers; i++) {
+      this.readAsync(handle, gen, Buffer.alloc(PORT_HEADER_SIZE + MAX_MESSAGE_SIZE));
     }
-    await Promise.all(ready);
+  }
+
+  private readAsync(handle: bigint, gen: number, buf: Buffer): void {
+    this.opts.lib.getMessageAsync(handle, buf, (raw) => {
+      const hr = hresult(raw);
+      if (hr === 0) {
+        const size = buf.readUInt32LE(PORT_HEADER_SIZE + 4);
+        const n = size >= 16 && PORT_HEADER_SIZE + size <= buf.length ? PORT_HEADER_SIZE + size : buf.length;
+        const bytes = new Uint8Array(n);
+        bytes.set(buf.subarray(0, n));
+        // Only readers of the current connection read on (handle values can be reused).
+        if (gen === this.generation) this.readAsync(handle, gen, buf);
+        this.onPortMessage(bytes, handle);
+      } else if (gen === this.generation && this.handle !== null && !this.stopping) {
+        this.portLost("FilterGetMessage", hr);
+      }
+    });
   }
 
   private onPortMessage(bytes: Uint8Array, handle: bigint): void {
@@ -366,7 +350,7 @@ export class PortClient extends EventEmitter {
 
   private async disconnect(): Promise<void> {
     this.generation++;
-    // Closing the handle unblocks the readers; they wait for the next connection's handle.
+    // Closing the handle ends the outstanding FilterGetMessage calls (ERROR_OPERATION_ABORTED).
     this.closeHandle();
   }
 }

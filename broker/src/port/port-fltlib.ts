@@ -11,6 +11,8 @@ export interface FltLib {
   connect(portName: string, context: Buffer): { hr: number; handle: bigint };
   send(handle: bigint, input: Buffer, output: Buffer | null): { hr: number; bytesReturned: number };
   reply(handle: bigint, reply: Buffer): number;
+  /** FilterGetMessage on libuv's thread pool (koffi async); `done` gets the HRESULT. */
+  getMessageAsync(handle: bigint, buf: Buffer, done: (hr: number) => void): void;
   close(handle: bigint): number;
   /** Unblocks readers before close (CancelIoEx on Windows; the simulator's close does it). */
   cancel(handle: bigint): void;
@@ -54,6 +56,7 @@ export function loadFltLib(path = fltLibPath()): FltLib {
   const send = lib.func(PROTOTYPES.send);
   const reply = lib.func(PROTOTYPES.reply);
   const close = lib.func(PROTOTYPES.close);
+  const get = lib.func(PROTOTYPES.get);
   const qdd = (kernel32 ?? lib).func(PROTOTYPES.queryDosDevice);
   const cancelIoEx = kernel32?.func(PROTOTYPES.cancelIoEx);
   const toHandle = (h: bigint) => h;
@@ -71,6 +74,11 @@ export function loadFltLib(path = fltLibPath()): FltLib {
     },
     reply(handle, buf) {
       return reply(toHandle(handle), buf, buf.length) as number;
+    },
+    getMessageAsync(handle, buf, done) {
+      get.async(toHandle(handle), buf, buf.length, null, (err: unknown, hr: number) =>
+        done(err ? 0x80070006 : hr),
+      );
     },
     close(handle) {
       return close(toHandle(handle)) as number;
