@@ -1,5 +1,5 @@
 // The broker's side of the filter port. Connects with the protocol version in the connection
-// context, keeps several FilterGetMessage calls outstanding (one per reader thread) so the driver
+// context, keeps several FilterGetMessage calls outstanding (each on a thread of libuv's pool) so the driver
 // never waits for a reader, answers policy requests with FilterReplyMessage, sends commands with
 // FilterSendMessage, and reconnects with backoff when the port is lost. At every connect it
 // excludes its own pid and pushes the driver config, then calls onConnected (sessions are
@@ -47,7 +47,7 @@ export interface ReplyFields {
 export interface PortClientOptions {
   lib: FltLib;
   portName?: string;
-  /** FilterGetMessage calls kept outstanding (reader threads). */
+  /** FilterGetMessage calls kept outstanding (each blocks a thread of libuv's pool). */
   readers: number;
   config: DriverConfig;
   /** Pids the driver must not filter; the broker's own pid is always added. */

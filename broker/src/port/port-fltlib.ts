@@ -1,6 +1,6 @@
 // The fltlib.dll ABI through koffi: fltlib.dll (and kernel32.dll) on Windows, the simulator's
 // libfltsim.so elsewhere (same exported names and C signatures). HANDLEs are passed as uintptr_t so
-// that reader threads can share them as plain numbers.
+// that calls on other threads (koffi async) can use them as plain numbers.
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import koffi from "koffi";
@@ -33,7 +33,7 @@ export function fltLibPath(explicit?: string): string {
   return process.platform === "win32" ? "fltlib.dll" : DEFAULT_SIM_LIBRARY;
 }
 
-/** The koffi prototypes, shared with the reader worker (port-reader.worker.mjs declares the same). */
+/** The koffi prototypes of the fltlib ABI (and kernel32 on Windows). */
 export const PROTOTYPES = {
   connect:
     "int32_t FilterConnectCommunicationPort(const char16_t *lpPortName, uint32_t dwOptions, const void *lpContext, uint16_t wSizeOfContext, void *lpSecurityAttributes, _Out_ uintptr_t *hPort)",
