@@ -15,10 +15,10 @@
  *   never cached; an escalated high-risk deny uses the deny default.
  * - Monitor mode: a deny is answered allow, with enforcedDecision deny and wouldDeny.
  */
-import { type CompiledPolicy, compilePolicy } from "./engine-compile.js";
+import { type CompiledPolicy, compilePolicy, type TrieSet } from "./engine-compile.js";
 import { SessionCache, type SessionMatchers } from "./engine-session.js";
 import type { CheckInput, Decision } from "./engine-types.js";
-import type { AmbiguousMatch } from "./match-trie.js";
+import type { AmbiguousMatch, Trie } from "./match-trie.js";
 import { canonicalizeFile, type FileContext } from "./path-file.js";
 import { canonicalizeRegistryFor } from "./path-registry.js";
 import { couldBeShortNameOf } from "./path-shortname.js";
@@ -38,7 +38,6 @@ export const DEFAULT_TTL_MS: Record<DecisionKind, number> = {
   redirect: 0,
 };
 export const DEFAULT_APPROVAL_TIMEOUT_MS = 120_000;
-const MODIFYING: ReadonlySet<Operation> = new Set(["write", "create", "delete", "rename"]);
 const NONE = Number.POSITIVE_INFINITY;
 
 export interface EngineOptions {
@@ -62,8 +61,11 @@ interface Side {
   risk: string;
   canonical: CanonicalPath | null;
   escalated: boolean;
-  reason?: string;
+  /** Always present (undefined when none), so every Side has one shape. */
+  reason: string | undefined;
   raw: string;
+  /** End of the default message, `: <verb> by <rule or default>` ("" where it does not apply). */
+  tail: string;
 }
 
 export class PolicyEngine {
@@ -76,6 +78,10 @@ export class PolicyEngine {
   private readonly localHosts: string[];
   private readonly noSessionCtx: FileContext;
   private readonly ctxByVolumes = new WeakMap<VolumeMap, FileContext>();
+  /** Per pattern id, and for the defaults: the message tail, built once (see defaultMessage). */
+  private readonly ruleTails: string[];
+  private readonly defaultTail: string;
+  private readonly defaultReadTail: string;
 
   constructor(compiled: CompiledPolicy, opts: EngineOptions = {}) {
     this.compiled = compiled;
@@ -86,6 +92,9 @@ export class PolicyEngine {
     this.userSid = opts.userSid;
     this.localHosts = (opts.localHosts ?? []).map(upcase);
     this.noSessionCtx = { volumes: this.volumes, localHosts: this.localHosts };
+    this.ruleTails = compiled.patterns.map((e) => `: ${VERB[e.rule.decision]} by rule "${e.rule.name}"`);
+    this.defaultTail = `: ${VERB[this.policy.defaultAction]} by default_action`;
+    this.defaultReadTail = `: ${VERB[this.policy.defaultReadAction]} by default_read_action`;
   }
 
   /** Parses, validates and compiles; throws PolicyError (with every diagnostic) on failure. */
@@ -158,25 +167,30 @@ export class PolicyEngine {
         escalated: false,
         reason: c.error,
         raw,
+        tail: "",
       };
     }
     const cp = this.compiled;
-    const sTrie = session.tries?.[kind][op];
+    // Tries picked with comparisons, not keyed loads on kind and op (cheaper on this hot path).
+    const sTries = session.tries;
+    const sTrie = sTries === null ? undefined : trieFor(kind === "file" ? sTries.file : sTries.registry, op);
     let rule: Rule | null = null;
     let pattern = "";
     let reason: string | undefined;
+    let tail = op === "read" ? this.defaultReadTail : this.defaultTail;
     if (c.shortNames === undefined) {
-      const t = cp.tries[kind][op];
+      const t = trieFor(kind === "file" ? cp.tries.file : cp.tries.registry, op);
       let id = t.match(c.keys);
       if (sTrie !== undefined && sTrie.size > 0) {
-        const rank = id >= 0 ? t.lastRank : NONE;
-        const id2 = sTrie.match(c.keys);
-        if (id2 >= 0 && sTrie.lastRank < rank) id = id2;
+        // Only a session entry ranked before the static match can change the answer.
+        const id2 = sTrie.match(c.keys, id >= 0 ? t.lastRank : NONE);
+        if (id2 >= 0) id = id2;
       }
       if (id >= 0) {
         const e = cp.patterns[id]!;
         rule = e.rule;
         pattern = e.text;
+        tail = this.ruleTails[id]!;
       }
     } else {
       const all = cp.tries[kind][op].matchAll(c.keys, c.shortNames, couldBeShortNameOf);
@@ -184,6 +198,7 @@ export class PolicyEngine {
       const r = this.decideAmbiguous(all, op, c);
       rule = r.id >= 0 ? cp.patterns[r.id]!.rule : null;
       pattern = r.id >= 0 ? cp.patterns[r.id]!.text : "";
+      if (r.id >= 0) tail = this.ruleTails[r.id]!;
       reason = r.reason;
     }
     const dflt = op === "read" ? this.policy.defaultReadAction : this.policy.defaultAction;
@@ -192,13 +207,13 @@ export class PolicyEngine {
     let mitre = "";
     let risk = "";
     let escalated = false;
-    const hr = cp.highRisk[kind];
+    const hr = kind === "file" ? cp.highRisk.file : cp.highRisk.registry;
     const hid = hr.size > 0 ? hr.match(c.keys) : -1;
     if (hid >= 0) {
       const h = cp.highRiskEntries[hid]!;
       mitre = h.technique;
       risk = h.name;
-      if (MODIFYING.has(op) && (decision === "allow" || decision === "audit") && !rule?.allowHighRisk) {
+      if (op !== "read" && (decision === "allow" || decision === "audit") && !rule?.allowHighRisk) {
         escalated = true;
         reason = rule
           ? `rule "${rule.name}" ${decision}s it without allow_high_risk`
@@ -207,9 +222,7 @@ export class PolicyEngine {
         ruleName = "builtin:high-risk";
       }
     }
-    const out: Side = { decision, rule, ruleName, pattern, mitre, risk, canonical: c, escalated, raw };
-    if (reason !== undefined) out.reason = reason;
-    return out;
+    return { decision, rule, ruleName, pattern, mitre, risk, canonical: c, escalated, reason, raw, tail };
   }
 
   /**
@@ -256,7 +269,7 @@ export class PolicyEngine {
     if (side.rule && side.rule.cacheTtlMs !== undefined && !side.escalated && answer === side.decision) {
       return side.rule.cacheTtlMs;
     }
-    return DEFAULT_TTL_MS[answer];
+    return defaultTtl(answer);
   }
 
   private finish(
@@ -338,9 +351,71 @@ const VERB: Record<DecisionKind, string> = {
   redirect: "redirected",
 };
 
+function verbOf(d: DecisionKind): string {
+  switch (d) {
+    case "allow":
+      return VERB.allow;
+    case "deny":
+      return VERB.deny;
+    case "approve":
+      return VERB.approve;
+    case "audit":
+      return VERB.audit;
+    default:
+      return VERB[d];
+  }
+}
+
+/** `${op} ` without building it. */
+function opPrefix(op: Operation): string {
+  switch (op) {
+    case "read":
+      return "read ";
+    case "write":
+      return "write ";
+    case "create":
+      return "create ";
+    case "delete":
+      return "delete ";
+    default:
+      return `${op} `;
+  }
+}
+
+/** DEFAULT_TTL_MS[d] without a keyed load. */
+function defaultTtl(d: DecisionKind): number {
+  switch (d) {
+    case "allow":
+      return DEFAULT_TTL_MS.allow;
+    case "deny":
+      return DEFAULT_TTL_MS.deny;
+    default:
+      return DEFAULT_TTL_MS[d];
+  }
+}
+
+/** set[op] without a keyed load. */
+function trieFor(set: TrieSet, op: Operation): Trie {
+  switch (op) {
+    case "read":
+      return set.read;
+    case "write":
+      return set.write;
+    case "create":
+      return set.create;
+    case "delete":
+      return set.delete;
+    default:
+      return set[op];
+  }
+}
+
 function defaultMessage(side: Side, input: CheckInput, display: string): string {
+  // The common case (a rule or default decided, no high-risk note, no reason): three pieces.
+  if (!side.escalated && side.mitre === "" && !side.reason && side.tail !== "")
+    return opPrefix(input.operation) + (display || side.raw) + side.tail;
   const what = `${input.operation} ${display || side.raw}`;
-  const verb = VERB[side.decision];
+  const verb = verbOf(side.decision);
   if (side.ruleName === "builtin:invalid-path")
     return `${what}: denied, the path cannot be canonicalised: ${side.reason}`;
   if (side.escalated)

@@ -1,9 +1,10 @@
 /**
  * Compiled matcher: a trie keyed by canonical (upper-cased) components. Literal children are in a
- * Map, `*.EXT` globs in a Map keyed by extension, other globs in a short list, and `**` in one
- * child that may consume any number of components. Every node knows the lowest rank in its subtree,
- * so a lookup that already has a better (lower-ranked) match prunes whole subtrees. A lookup costs
- * about one Map probe per path component, however many rules there are.
+ * Map (2 to 4 of them also in arrays, compared in turn), `*.EXT` globs in a Map keyed by extension,
+ * other globs in a short list, and `**` in one child that may consume any number of components.
+ * Every node knows the lowest rank in its subtree, so a lookup that already has a better
+ * (lower-ranked) match prunes whole subtrees. A lookup costs about one Map probe per path
+ * component, however many rules there are.
  *
  * Each entry is (rank, id): rank orders rules (first match for file rules; priority then order for
  * registry rules), id names the pattern in the engine's table.
@@ -19,6 +20,10 @@ class Node {
   /** The literal child when there is exactly one (set by finalize): compared, not hashed. */
   one: string | null = null;
   oneNode: Node | null = null;
+  /** With 2..SMALL literal children (set by finalize): their names and nodes, compared in turn,
+   * which is cheaper than hashing a freshly sliced component for a Map probe. */
+  litKeys: string[] | null = null;
+  litNodes: Node[] | null = null;
   ext: Map<string, Node> | null = null;
   extLens = 0;
   globs: { src: string; test: ComponentTest; any: boolean; node: Node }[] | null = null;
@@ -46,9 +51,6 @@ export class Trie {
   private readonly root = new Node();
   private bestRank = NONE;
   private bestId = -1;
-  /** Extension of each component of `extsOf` (the current lookup), computed when first needed. */
-  private exts: (string | undefined)[] = [];
-  private extsOf: readonly string[] | null = null;
   size = 0;
 
   insert(keys: readonly string[], rank: number, id: number): void {
@@ -101,11 +103,14 @@ export class Trie {
     return this;
   }
 
-  /** The best (lowest-rank) entry matching keys, as [rank, id]; id -1 when none matches. */
-  match(keys: readonly string[]): number {
-    this.bestRank = NONE;
+  /**
+   * The best (lowest-rank) entry matching keys, as [rank, id]; id -1 when none matches. With
+   * `below`, only entries ranked lower than it count (subtrees that cannot beat it are skipped).
+   */
+  match(keys: readonly string[], below = NONE): number {
+    this.bestRank = below;
     this.bestId = -1;
-    if (this.root.min !== NONE) this.walk(this.root, keys, 0);
+    if (this.root.min < below) this.walk(this.root, keys, 0);
     return this.bestId;
   }
 
@@ -129,22 +134,22 @@ export class Trie {
     const c = keys[i]!;
     if (n.one !== null) {
       if (c === n.one) this.walk(n.oneNode!, keys, i + 1);
+    } else if (n.litKeys !== null) {
+      const ks = n.litKeys;
+      for (let j = 0; j < ks.length; j++) {
+        if (ks[j] === c) {
+          this.walk(n.litNodes![j]!, keys, i + 1);
+          break;
+        }
+      }
     } else if (n.lit !== null && (n.litLens & lenBit(c.length)) !== 0) {
       const ch = n.lit.get(c);
       if (ch !== undefined) this.walk(ch, keys, i + 1);
     }
     if (n.ext !== null) {
-      const dot = c.lastIndexOf(".");
+      const dot = lastDot(c);
       if (dot >= 0 && (n.extLens & lenBit(c.length - dot - 1)) !== 0) {
-        let ext = this.exts[i];
-        if (ext === undefined || this.extsOf !== keys) {
-          if (this.extsOf !== keys) {
-            this.exts.length = 0;
-            this.extsOf = keys;
-          }
-          ext = this.exts[i] = c.slice(dot + 1);
-        }
-        const ch = n.ext.get(ext);
+        const ch = n.ext.get(c.slice(dot + 1));
         if (ch !== undefined) this.walk(ch, keys, i + 1);
       }
     }
@@ -223,6 +228,16 @@ export class Trie {
   }
 }
 
+/** c.lastIndexOf(".") as a loop: components are short, and the builtin costs a runtime call. */
+function lastDot(c: string): number {
+  let i = c.length - 1;
+  while (i >= 0 && c.charCodeAt(i) !== 46) i--;
+  return i;
+}
+
+/** Most literal children compared in turn rather than looked up (see Node.litKeys). */
+const SMALL = 4;
+
 function lenBit(len: number): number {
   return 1 << Math.min(len, 31);
 }
@@ -241,6 +256,9 @@ function fin(n: Node): number {
   const only = n.lit?.size === 1 ? n.lit.entries().next().value : undefined;
   n.one = only ? only[0] : null;
   n.oneNode = only ? only[1] : null;
+  const small = n.lit !== null && n.lit.size > 1 && n.lit.size <= SMALL;
+  n.litKeys = small ? [...n.lit!.keys()] : null;
+  n.litNodes = small ? [...n.lit!.values()] : null;
   n.litOnly = n.lit !== null && n.ext === null && n.globs === null && n.star === null && n.term === NONE;
   if (n.ext) for (const c of n.ext.values()) child(c, 1, false);
   if (n.globs) for (const g of n.globs) child(g.node, 1, false);

@@ -88,7 +88,6 @@ export function canonicalizeFile(raw: string, ctx: FileContext = {}, pattern = f
   if (n > MAX_PATH_CHARS) return fail(`path longer than ${MAX_PATH_CHARS} characters`);
   let ascii = true;
   let flags = 0;
-  lastColon = raw.lastIndexOf(":");
   // Most paths have none of the characters that need attention: one native scan says so.
   if (RARE.test(raw)) {
     for (let i = 0; i < n; i++) {
@@ -121,13 +120,11 @@ CLASS[47] = SLASH;
 for (const c of '<>"|') CLASS[c.charCodeAt(0)] = BAD;
 CLASS[42] = CLASS[63] = GLOB;
 CLASS[126] = TILDE;
-/** Of the path being canonicalised: last ':' (-1: none), any invalid character, any '~'. */
-let lastColon = -1;
+/** Of the path being canonicalised: any invalid character, any '~'. */
 let anyBad = false;
 let anyTilde = false;
 
 function scanRest(q: string, pattern: boolean): void {
-  lastColon = q.lastIndexOf(":");
   anyBad = hasBadChar(q, pattern);
   anyTilde = q.includes("~");
 }
@@ -181,6 +178,16 @@ function fromRoot(
     if (first === "**" || /[*?]/.test(first)) return components(p, up, at, null, "", pattern, false);
   }
   return fail(`relative path "${p.slice(at)}" (write a full path such as C:\\dir\\file)`);
+}
+
+/** name[at..] is one or more ASCII digits. */
+function digitsFrom(name: string, at: number): boolean {
+  if (name.length <= at) return false;
+  for (let i = at; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
 }
 
 function isDriveLetter(c: number): boolean {
@@ -252,10 +259,12 @@ function device(
   if (name === "MUP" || name === "LANMANREDIRECTOR" || name === "WEBDAVREDIRECTOR" || name === "RDPDR") {
     return unc(p, up, next, ctx, pattern, true);
   }
-  if (name.startsWith("HARDDISK") || name.startsWith("PHYSICALDRIVE")) {
-    if (/^HARDDISK\d+$/.test(name) || /^PHYSICALDRIVE\d+$/.test(name)) {
-      return fail(`raw disk access (\\Device\\${name}) bypasses file policy`);
-    }
+  // HARDDISK<digits> or PHYSICALDRIVE<digits> (HARDDISKVOLUME3 is a volume, not a disk).
+  if (
+    (name.startsWith("HARDDISK") && digitsFrom(name, 8)) ||
+    (name.startsWith("PHYSICALDRIVE") && digitsFrom(name, 13))
+  ) {
+    return fail(`raw disk access (\\Device\\${name}) bypasses file policy`);
   }
   const root = ctx.volumes?.lookupDevice(name);
   return mapped(root, name, "", e < p.length, p, up, next, ctx, pattern, depth, at, e);
@@ -392,10 +401,12 @@ function stripTrailing(name: string): string {
   return e === name.length ? name : name.slice(0, e);
 }
 
-function isReserved(upperName: string): boolean {
+/** Is up[at, end) (an upper-cased name) a DOS device name? Reads the whole upper-cased path, not a
+ * slice of it, so the common case (first letters rule it out) looks at one flat string. */
+function isReserved(up: string, at: number, end: number): boolean {
   // C(ON...), P(RN), A(UX), N(UL), L(PT)
-  const c1 = upperName.charCodeAt(1);
-  switch (upperName.charCodeAt(0)) {
+  const c1 = end - at > 1 ? up.charCodeAt(at + 1) : 0;
+  switch (up.charCodeAt(at)) {
     case 67:
       if (c1 !== 79) return false;
       break;
@@ -412,11 +423,11 @@ function isReserved(upperName: string): boolean {
     default:
       return false;
   }
-  const dot = upperName.indexOf(".");
-  let end = dot < 0 ? upperName.length : dot;
-  while (end > 0 && upperName.charCodeAt(end - 1) === 32) end--;
-  if (end < 3 || end > 7) return false;
-  return RESERVED.has(end === upperName.length ? upperName : upperName.slice(0, end));
+  const dot = up.indexOf(".", at);
+  let stop = dot < 0 || dot > end ? end : dot;
+  while (stop > at && up.charCodeAt(stop - 1) === 32) stop--;
+  if (stop - at < 3 || stop - at > 7) return false;
+  return RESERVED.has(up.slice(at, stop));
 }
 
 /** < > " | (and * ? outside patterns). */
@@ -459,9 +470,17 @@ function components(
   let clean = true;
   let expect = start;
   let s = start;
+  // First ':' at or after the current component (-1: none): the stream separator when it falls
+  // inside the component; found with indexOf, which is cheaper than scanning for it in JS.
+  let nextColon = p.indexOf(":", start);
   while (s < n) {
     let e = p.indexOf("\\", s);
     if (e < 0) e = n;
+    let colon = -1;
+    if (nextColon >= 0 && nextColon < e) {
+      colon = nextColon;
+      nextColon = p.indexOf(":", e);
+    }
     const len = e - s;
     if (len === 0) {
       s = e + 1;
@@ -497,18 +516,11 @@ function components(
       } else clean = false;
       continue;
     }
-    // The stream separator and invalid characters of the name (when the first scan saw any).
-    let colon = -1;
+    // Invalid characters of the name before the stream separator (when the first scan saw any).
     let bad = false;
-    if (anyBad || lastColon >= at) {
-      for (let i = at; i < e; i++) {
-        const c = p.charCodeAt(i);
-        if (c === 58) {
-          colon = i;
-          break;
-        }
-        if (isBadChar(c, pattern)) bad = true;
-      }
+    if (anyBad) {
+      const end = colon >= 0 ? colon : e;
+      for (let i = at; i < end; i++) if (isBadChar(p.charCodeAt(i), pattern)) bad = true;
     }
     let nameEnd = e;
     if (colon >= 0) {
@@ -520,7 +532,7 @@ function components(
     if (nameEnd === at) return fail(`component "${p.slice(at, e)}" is only dots and spaces`);
     if (bad) return fail(`invalid character in "${p.slice(at, e)}"`);
     let key = up.slice(at, nameEnd);
-    if (isReserved(key))
+    if (isReserved(up, at, nameEnd))
       return fail(`"${p.slice(at, e)}" is a DOS device name (${key.split(".")[0]!.trim()})`);
     if (nameEnd !== e || at !== expect) clean = false;
     starts[count] = at;
@@ -542,8 +554,13 @@ function components(
   let display: string;
   if (count > 0) {
     let body: string;
-    if (clean) body = p.slice(start, ends[count - 1]!);
-    else {
+    if (clean) {
+      // The path already spells the root as displayed (`C:\...`): one slice, often p itself.
+      const pre = start - rootDisplay.length - 1;
+      if (pre >= 0 && rootDisplay !== "" && p.charCodeAt(start - 1) === BS && p.startsWith(rootDisplay, pre))
+        return result(keys, p.slice(pre, ends[count - 1]!), stream, shorts);
+      body = p.slice(start, ends[count - 1]!);
+    } else {
       body = "";
       for (let k = 0; k < count; k++) {
         if (k > 0) body += "\\";
@@ -552,6 +569,15 @@ function components(
     }
     display = rootDisplay === "" ? body : `${rootDisplay}\\${body}`;
   } else display = isDrive ? `${rootDisplay}\\` : rootDisplay;
+  return result(keys, display, stream, shorts);
+}
+
+function result(
+  keys: string[],
+  display: string,
+  stream: string | undefined,
+  shorts: number[] | undefined,
+): CanonicalResult {
   const out: CanonicalResult = { kind: "file", keys, display };
   if (stream !== undefined) out.stream = stream;
   if (shorts !== undefined) out.shortNames = shorts;
