@@ -62,32 +62,6 @@ static __thread uint32_t gLastError;
 
 /* ---------------------------------------------------------------------------------------------- */
 
-static int WriteAll(int fd, const void *buf, size_t n)
-{
-    const uint8_t *p = (const uint8_t *)buf;
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int ReadAll(int fd, void *buf, size_t n)
-{
-    uint8_t *p = (uint8_t *)buf;
-    while (n > 0) {
-        ssize_t r = recv(fd, p, n, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 /* Header and payload in one sendmsg: the simulator's thread wakes once per request. */
 static int WriteReq(int fd, const SIMW_HEADER *h, const void *in, uint32_t inLen)
 {

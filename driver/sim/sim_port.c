@@ -48,32 +48,6 @@ struct SIM_MSG {
 static void Lock(SIM_PORT *P) { SimShmLock(P->Mu); }
 static void Unlock(SIM_PORT *P) { pthread_mutex_unlock(P->Mu); }
 
-static int WriteAll(int fd, const void *buf, size_t n)
-{
-    const uint8_t *p = (const uint8_t *)buf;
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int ReadAll(int fd, void *buf, size_t n)
-{
-    uint8_t *p = (uint8_t *)buf;
-    while (n > 0) {
-        ssize_t r = recv(fd, p, n, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 /* Header and payload in one sendmsg (one wake-up of the reader, not two); with passFd >= 0 the fd
  * travels with the header (SCM_RIGHTS). */
 static int RespondEx(int fd, int32_t hr, uint64_t arg, const void *payload, uint32_t len, int passFd)

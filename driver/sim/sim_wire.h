@@ -12,7 +12,11 @@
  */
 #ifndef AGENTSH_SIM_WIRE_H
 #define AGENTSH_SIM_WIRE_H
+#include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 typedef struct SIMW_HEADER {
     uint32_t Op;      /* request: SIMW_OP_*; response: HRESULT */
@@ -81,4 +85,31 @@ static inline void SimDefaultSocketPath(const char *PortNameUtf8, char *Out, uns
     }
     snprintf(Out + n, Cap - n, ".sock");
 }
+/* Whole-buffer socket I/O shared by the simulator and libfltsim (EINTR retried; -1 on EOF/error). */
+static inline int WriteAll(int fd, const void *buf, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)buf;
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static inline int ReadAll(int fd, void *buf, size_t n)
+{
+    uint8_t *p = (uint8_t *)buf;
+    while (n > 0) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
 #endif
