@@ -49,13 +49,16 @@
  *     MessageId) followed by AGENTSH_POLICY_RESPONSE; dwReplyBufferSize = 16 + 32. The driver
  *     passes ReplyLength = sizeof(AGENTSH_POLICY_RESPONSE) to FltSendMessage.
  *   - user -> driver commands (FilterSendMessage): one message below as the input buffer; the
- *     output buffer receives METRICS_REPLY (for GET_METRICS) or PONG (for PING); the HRESULT
- *     carries the NTSTATUS of the command (e.g. STATUS_INVALID_PARAMETER for a rejected config).
+ *     output buffer receives METRICS_REPLY (for GET_METRICS) or PONG (for PING); the HRESULT is
+ *     fltlib's mapping of the command's NTSTATUS, HRESULT_FROM_WIN32(RtlNtStatusToDosError(status)),
+ *     e.g. 0x80070057 for a config rejected with STATUS_INVALID_PARAMETER.
+ *   - a FilterGetMessage buffer of AGENTSH_PORT_BUFFER_SIZE bytes holds any message.
  *
  * Size rules (checked by the driver core, the simulator and the TypeScript codec alike):
  *   - Size >= sizeof(AGENTSH_MESSAGE_HEADER) and Size <= AGENTSH_MAX_MESSAGE_SIZE.
  *   - Size equals the bytes of the message; a receiver that only knows its buffer's capacity
- *     (synchronous FilterGetMessage) checks Size <= capacity and then reads Size bytes.
+ *     (synchronous FilterGetMessage) checks Size <= capacity and then reads Size bytes. The driver,
+ *     which knows the input length of FilterSendMessage, ignores bytes after Size.
  *   - Fixed-size types: Size == sizeof(type). Types with strings: Size >= sizeof(type) and every
  *     string lies inside Size. EXCLUDE_PROCESS: Size == 24 + 4 * Count.
  *
@@ -119,6 +122,8 @@ extern "C" {
 /* Largest message: a file request with three strings of the maximum length, rounded up. */
 #define AGENTSH_MAX_MESSAGE_SIZE        (256u * 1024u)
 #define AGENTSH_MAX_EXCLUDED_PIDS       64u
+/* FILTER_MESSAGE_HEADER + the largest message: the buffer FilterGetMessage needs. */
+#define AGENTSH_PORT_BUFFER_SIZE        (16u + AGENTSH_MAX_MESSAGE_SIZE)
 
 /* ---------------------------------------------------------------------------------------------
  * Message types (AGENTSH_MESSAGE_HEADER.Type)

@@ -27,8 +27,8 @@ import {
   Decision,
   ExcludeAction,
   Layouts,
-  MAX_MESSAGE_SIZE,
   MsgType,
+  PORT_BUFFER_SIZE,
   PORT_HEADER_SIZE,
   PORT_NAME,
   PROTOCOL_VERSION,
@@ -241,7 +241,7 @@ export class PortClient extends EventEmitter {
    */
   private startReaders(handle: bigint, gen: number): void {
     for (let i = 0; i < this.opts.readers; i++) {
-      this.readAsync(handle, gen, Buffer.alloc(PORT_HEADER_SIZE + MAX_MESSAGE_SIZE));
+      this.readAsync(handle, gen, Buffer.alloc(PORT_BUFFER_SIZE));
     }
   }
 

@@ -12,6 +12,8 @@ export const MAX_MESSAGE_SIZE = 256 * 1024;
 export const MAX_EXCLUDED_PIDS = 64;
 /** FILTER_MESSAGE_HEADER and FILTER_REPLY_HEADER are both 16 bytes on x64. */
 export const PORT_HEADER_SIZE = 16;
+/** The FilterGetMessage buffer that holds any message (AGENTSH_PORT_BUFFER_SIZE). */
+export const PORT_BUFFER_SIZE = PORT_HEADER_SIZE + MAX_MESSAGE_SIZE;
 
 export const MsgType = {
   POLICY_CHECK_FILE: 1,
@@ -72,6 +74,7 @@ export const C_CONSTANTS: Record<string, number> = {
   AGENTSH_MAX_STRING_CHARS: MAX_STRING_CHARS,
   AGENTSH_MAX_MESSAGE_SIZE: MAX_MESSAGE_SIZE,
   AGENTSH_MAX_EXCLUDED_PIDS: MAX_EXCLUDED_PIDS,
+  AGENTSH_PORT_BUFFER_SIZE: PORT_BUFFER_SIZE,
   ...prefixed("MSG_", MsgType),
   ...prefixed("DECISION_", Decision),
   ...prefixed("FAIL_MODE_", FailMode),
