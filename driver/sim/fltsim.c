@@ -321,30 +321,34 @@ FLTSIM_EXPORT int32_t FilterConnectCommunicationPort(const uint16_t *lpPortName,
     return SIM_S_OK;
 }
 
+/* One request on a pooled connection of an acquired port: the round trip every fltlib call but
+ * connect and close makes. *Got (when given) is set only on success. */
+static int32_t PortCall(FLTSIM_PORT *p, uint32_t op, uint64_t arg, const void *in, uint32_t inLen, void *out,
+                        uint32_t outCap, uint32_t *Got)
+{
+    int32_t hr;
+    uint32_t got = 0;
+    int fd = TakeAux(p);
+    if (fd < 0) return LostHr(p);
+    if (Call(fd, op, arg, in, inLen, out, outCap, &hr, &got, NULL) != 0) {
+        GiveAux(p, fd, 0);
+        return LostHr(p);
+    }
+    GiveAux(p, fd, 1);
+    if (Got != NULL) *Got = got;
+    return hr;
+}
+
 FLTSIM_EXPORT int32_t FilterGetMessage(void *hPort, void *lpMessageBuffer, uint32_t dwMessageBufferSize,
                                        void *lpOverlapped)
 {
     FLTSIM_PORT *p;
-    int fd;
     int32_t hr;
     uint32_t got = 0;
     if (lpOverlapped != NULL || lpMessageBuffer == NULL || dwMessageBufferSize < 16) return SIM_E_INVALIDARG;
     p = Acquire(hPort);
     if (p == NULL) return SIM_E_HANDLE;
-    fd = TakeAux(p);
-    if (fd < 0) {
-        hr = LostHr(p);
-        Release(p);
-        return hr;
-    }
-    if (Call(fd, SIMW_OP_GET, dwMessageBufferSize, NULL, 0, lpMessageBuffer, dwMessageBufferSize, &hr, &got,
-             NULL) != 0) {
-        GiveAux(p, fd, 0);
-        hr = LostHr(p);
-        Release(p);
-        return hr;
-    }
-    GiveAux(p, fd, 1);
+    hr = PortCall(p, SIMW_OP_GET, dwMessageBufferSize, NULL, 0, lpMessageBuffer, dwMessageBufferSize, &got);
     Release(p);
     return hr;
 }
@@ -391,7 +395,6 @@ static int32_t ReplyShm(FLTSIM_PORT *p, const uint8_t *buf, uint32_t len)
 FLTSIM_EXPORT int32_t FilterReplyMessage(void *hPort, void *lpReplyBuffer, uint32_t dwReplyBufferSize)
 {
     FLTSIM_PORT *p;
-    int fd;
     int32_t hr;
     if (lpReplyBuffer == NULL || dwReplyBufferSize < 16 || dwReplyBufferSize > SIMW_MAX_PAYLOAD) return SIM_E_INVALIDARG;
     p = Acquire(hPort);
@@ -403,19 +406,7 @@ FLTSIM_EXPORT int32_t FilterReplyMessage(void *hPort, void *lpReplyBuffer, uint3
             return hr;
         }
     }
-    fd = TakeAux(p);
-    if (fd < 0) {
-        hr = LostHr(p);
-        Release(p);
-        return hr;
-    }
-    if (Call(fd, SIMW_OP_REPLY, 0, lpReplyBuffer, dwReplyBufferSize, NULL, 0, &hr, NULL, NULL) != 0) {
-        GiveAux(p, fd, 0);
-        hr = LostHr(p);
-        Release(p);
-        return hr;
-    }
-    GiveAux(p, fd, 1);
+    hr = PortCall(p, SIMW_OP_REPLY, 0, lpReplyBuffer, dwReplyBufferSize, NULL, 0, NULL);
     Release(p);
     return hr;
 }
@@ -424,7 +415,6 @@ FLTSIM_EXPORT int32_t FilterSendMessage(void *hPort, void *lpInBuffer, uint32_t 
                                         uint32_t dwOutBufferSize, uint32_t *lpBytesReturned)
 {
     FLTSIM_PORT *p;
-    int fd;
     int32_t hr;
     uint32_t got = 0;
     if (lpBytesReturned == NULL || (dwInBufferSize && lpInBuffer == NULL) || (dwOutBufferSize && lpOutBuffer == NULL) ||
@@ -434,21 +424,8 @@ FLTSIM_EXPORT int32_t FilterSendMessage(void *hPort, void *lpInBuffer, uint32_t 
     *lpBytesReturned = 0;
     p = Acquire(hPort);
     if (p == NULL) return SIM_E_HANDLE;
-    fd = TakeAux(p);
-    if (fd < 0) {
-        hr = LostHr(p);
-        Release(p);
-        return hr;
-    }
-    if (Call(fd, SIMW_OP_SEND, dwOutBufferSize, lpInBuffer, dwInBufferSize, lpOutBuffer, dwOutBufferSize, &hr, &got,
-             NULL) != 0) {
-        GiveAux(p, fd, 0);
-        hr = LostHr(p);
-        Release(p);
-        return hr;
-    }
+    hr = PortCall(p, SIMW_OP_SEND, dwOutBufferSize, lpInBuffer, dwInBufferSize, lpOutBuffer, dwOutBufferSize, &got);
     *lpBytesReturned = got;
-    GiveAux(p, fd, 1);
     Release(p);
     return hr;
 }
