@@ -42,6 +42,9 @@ const REG_OPS: Record<number, Operation> = {
   [RegOp.QUERY_VALUE]: Operation.READ,
 };
 
+/** A path still named by its device (no drive letter for it): \Device\HarddiskVolume9\... */
+const DEVICE_PATH = /^\\device\\/i;
+
 export interface DecisionRecord {
   request: DriverRequest;
   check: CheckRequest;
@@ -82,14 +85,18 @@ export class Decider {
       host: this.opts.host,
     };
     if (req.type === MsgType.POLICY_CHECK_FILE) {
+      const path = this.opts.volumes.toDos(req.path);
+      const renameDest = req.renameDest ? this.opts.volumes.toDos(req.renameDest) : "";
+      // The server needs the volume map only for a path still named by its device.
+      const unmapped = DEVICE_PATH.test(path) || DEVICE_PATH.test(renameDest);
       return create(CheckRequestSchema, {
         kind: Kind.FILE,
         operation: FILE_OPS[req.operation] ?? Operation.UNSPECIFIED,
-        path: this.opts.volumes.toDos(req.path),
-        renameDest: req.renameDest ? this.opts.volumes.toDos(req.renameDest) : "",
+        path,
+        renameDest,
         session: ctx,
         pid: req.processId,
-        volumes: this.opts.volumes.list(),
+        volumes: unmapped ? [...this.opts.volumes.list()] : [],
         driverOperation: req.operation,
         desiredAccess: req.desiredAccess,
         createDisposition: req.createDisposition,

@@ -5,6 +5,7 @@ import type { FltLib } from "./port/port-fltlib.js";
 export class VolumeMap {
   /** Lower-cased device name -> drive ("C:"), longest device first for prefix matching. */
   private entries: Array<{ device: string; lower: string; drive: string }> = [];
+  private pairs: ReadonlyArray<{ device: string; drive: string }> = [];
 
   static fromLib(lib: FltLib): VolumeMap {
     const m = new VolumeMap();
@@ -32,10 +33,11 @@ export class VolumeMap {
     this.entries = pairs
       .map(([drive, device]) => ({ device, lower: device.toLowerCase(), drive: drive.toUpperCase() }))
       .sort((a, b) => b.device.length - a.device.length);
+    this.pairs = this.entries.map(({ device, drive }) => ({ device, drive }));
   }
 
-  list(): Array<{ device: string; drive: string }> {
-    return this.entries.map(({ device, drive }) => ({ device, drive }));
+  list(): ReadonlyArray<{ device: string; drive: string }> {
+    return this.pairs;
   }
 
   /** "\Device\HarddiskVolume3\src\a.c" -> "C:\src\a.c"; unknown devices are returned unchanged. */
