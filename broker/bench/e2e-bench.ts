@@ -9,58 +9,32 @@
 // The broker runs as deployed: the `npm run build` bundle with BROKER_NODE_FLAGS (built first).
 // Each phase starts a fresh simulator and broker and measures the steady state: the simulator runs
 // --warmup seconds of the same load first (connection set-up, JIT, first streams) without recording.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BenchGroup } from "../../test/bench/main.js";
-import { freePort, ROOT, SIM_BIN, SIM_LIB, sleep } from "../../test/e2e/harness.js";
+import { freePort, ROOT, SIM_LIB, sleep } from "../../test/e2e/harness.js";
+import {
+  brokerProcess,
+  buildBroker,
+  cpuSeconds,
+  rssMb,
+  type SimReport,
+  simRun,
+  stop,
+} from "./bench-procs.js";
 
-interface SimReport {
-  ops_per_second: number;
-  operations: number;
-  latency_us: { p50: number; p90: number; p99: number; max: number };
-  outcomes: Array<{ result: string; source: string; count: number; p50_us: number; p99_us: number }>;
-  metrics: Record<string, number>;
-}
-
-const CLK_TCK = 100; // Linux USER_HZ
 const WARMUP_S = "2";
 
-function cpuTicks(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
-  return Number(rest[11]) + Number(rest[12]); // utime + stime (fields 14, 15)
-}
-
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) / 1024 : 0;
-}
-
-/** The broker as it is deployed: the bundle of `npm run build`, with the memory flags it ships with. */
-const BROKER_BUNDLE = join(ROOT, "broker/dist/agentsh-broker.mjs");
-export const BROKER_NODE_FLAGS = ["--max-semi-space-size=1", "--v8-pool-size=1"];
-
-function startBroker(dir: string, portSocket: string, server: string): ChildProcess {
-  return spawn(process.execPath, [...BROKER_NODE_FLAGS, BROKER_BUNDLE, "run"], {
-    stdio: ["ignore", "ignore", "ignore"],
-    env: {
-      ...process.env,
-      AGENTSH_SIM_SOCKET: portSocket,
-      AGENTSH_DRIVER_LIBRARY: SIM_LIB,
-      AGENTSH_SERVER_ADDRESSES: server,
-      AGENTSH_API_SOCKET: join(dir, `broker-${Date.now()}.sock`),
-      AGENTSH_DRIVER_TIMEOUT_MS: "5000",
-    },
+function startBroker(dir: string, portSocket: string, server: string) {
+  return brokerProcess({
+    AGENTSH_SIM_SOCKET: portSocket,
+    AGENTSH_DRIVER_LIBRARY: SIM_LIB,
+    AGENTSH_SERVER_ADDRESSES: server,
+    AGENTSH_API_SOCKET: join(dir, `broker-${Date.now()}.sock`),
+    AGENTSH_DRIVER_TIMEOUT_MS: "5000",
   });
-}
-
-async function stop(p: ChildProcess): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  const exited = new Promise((r) => p.once("exit", r));
-  p.kill("SIGTERM");
-  await Promise.race([exited, sleep(3000).then(() => p.kill("SIGKILL"))]);
 }
 
 /** One workload run: a fresh simulator waits for a fresh broker, runs, reports. */
@@ -71,47 +45,22 @@ async function phase(
   sample?: (brokerPid: number) => () => Record<string, number>,
 ): Promise<{ report: SimReport; sampled: Record<string, number> }> {
   const portSocket = join(dir, `port-${Date.now()}.sock`);
-  const sim = spawn(
-    SIM_BIN,
-    [
-      "run",
-      "--port-socket",
-      portSocket,
-      "--synthetic",
-      "--json",
-      "--wait-client",
-      "30",
-      "--warmup",
-      WARMUP_S,
-      ...args,
-    ],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let out = "";
-  let err = "";
-  sim.stdout!.on("data", (d) => {
-    out += d;
-  });
-  sim.stderr!.on("data", (d) => {
-    err += d;
-  });
+  const sim = simRun(portSocket, ["--warmup", WARMUP_S, ...args]);
   await sleep(200);
   const broker = startBroker(dir, portSocket, server);
   const finish = sample?.(broker.pid!);
-  const code = await new Promise<number | null>((r) => sim.once("exit", r));
-  const sampled = finish?.() ?? {};
-  await stop(broker);
-  if (code !== 0) throw new Error(`agentsh-sim ${args.join(" ")} exited ${code}: ${err.slice(-500)}`);
-  return { report: JSON.parse(out.trim().split("\n").at(-1)!) as SimReport, sampled };
+  try {
+    const report = await sim.report;
+    return { report, sampled: finish?.() ?? {} };
+  } finally {
+    await stop(broker);
+  }
 }
 
 const fromBroker = (r: SimReport) => r.outcomes.filter((o) => o.source === "broker");
 
 const run: BenchGroup = async ({ quick, log }) => {
-  const built = spawnSync(process.execPath, [join(ROOT, "broker/build.mjs")], { encoding: "utf8" });
-  if (built.status !== 0) throw new Error(`npm run build failed: ${built.stderr}`);
+  buildBroker();
   const dir = mkdtempSync(join(tmpdir(), "agentsh-bench-e2e-"));
   const port = await freePort();
   const server = spawn(
@@ -180,11 +129,11 @@ const run: BenchGroup = async ({ quick, log }) => {
       ["--paths", "1000", "--hot-share", "0.9", "--rate", "500", "--duration", quick ? "5" : "15"],
       (pid) => {
         let rss = 0;
-        let startTicks = 0;
+        let startCpu = 0;
         let startAt = 0;
         const warm = setTimeout(
           () => {
-            startTicks = cpuTicks(pid);
+            startCpu = cpuSeconds(pid);
             startAt = performance.now();
           },
           Number(WARMUP_S) * 1000 + 500,
@@ -198,7 +147,7 @@ const run: BenchGroup = async ({ quick, log }) => {
           clearTimeout(warm);
           clearInterval(t);
           const seconds = (performance.now() - startAt) / 1000;
-          return { cpu: ((cpuTicks(pid) - startTicks) / CLK_TCK / seconds) * 100, rss };
+          return { cpu: ((cpuSeconds(pid) - startCpu) / seconds) * 100, rss };
         };
       },
     );

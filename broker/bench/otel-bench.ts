@@ -1,6 +1,6 @@
 // otel group: what OpenTelemetry costs end to end. The whole system as in production (driver
-// simulator issuing operations from C, `agentsh-broker run`, `agentsh-policy serve`, each its own
-// process) runs the same unpaced uncached workload (every operation a new path, so every one goes
+// simulator issuing operations from C, the broker as deployed (bench-procs.ts), `agentsh-policy
+// serve`, each its own process) runs the same unpaced uncached workload (every operation a new path, so every one goes
 // through broker, gRPC and engine: the instrumented path, the worst case) in interleaved rounds:
 //   none:   OTEL_SDK_DISABLED=true (the API is a no-op everywhere)
 //   full:   every signal on with the shipped defaults: metrics on the Prometheus endpoints, scraped
@@ -11,28 +11,14 @@
 // the summed operations of the rounds; otel_overhead_pct_all_traced the same for traced; and the CPU
 // each process spends per decision (less sensitive to other load on the machine than throughput).
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BenchGroup } from "../../test/bench/main.js";
-import { freePort, ROOT, SIM_BIN, SIM_LIB, sleep } from "../../test/e2e/harness.js";
-
-const CLK_TCK = 100; // Linux USER_HZ
-
-function cpuTicks(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
-  return Number(rest[11]) + Number(rest[12]);
-}
-
-async function stop(p: ChildProcess): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  const exited = new Promise((r) => p.once("exit", r));
-  p.kill("SIGTERM");
-  await Promise.race([exited, sleep(3000).then(() => p.kill("SIGKILL"))]);
-}
+import { freePort, ROOT, SIM_LIB, sleep } from "../../test/e2e/harness.js";
+import { brokerProcess, buildBroker, cpuSeconds, simRun, stop } from "./bench-procs.js";
 
 /** A stand-in OpenTelemetry collector: accepts OTLP/HTTP exports, counts them. */
 async function otlpReceiver(): Promise<{ url: string; bytes: () => number; close: () => void }> {
@@ -93,46 +79,23 @@ async function round(mode: Mode, seconds: number, otlp: string): Promise<Round> 
     { stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, ...otel(serverMetrics) } },
   );
   const portSocket = join(dir, "port.sock");
-  let sim: ChildProcess | undefined;
+  let sim: ReturnType<typeof simRun> | undefined;
   let broker: ChildProcess | undefined;
   let scraper: NodeJS.Timeout | undefined;
   try {
     await sleep(1500);
-    sim = spawn(
-      SIM_BIN,
-      [
-        "run",
-        "--port-socket",
-        portSocket,
-        "--synthetic",
-        "--json",
-        "--wait-client",
-        "30",
-        ...["--paths", "1000000", "--hot-share", "0", "--rate", "0", "--threads", "16"],
-        ...["--duration", String(seconds)],
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let out = "";
-    let err = "";
-    sim.stdout!.on("data", (d) => {
-      out += d;
-    });
-    sim.stderr!.on("data", (d) => {
-      err += d;
-    });
+    sim = simRun(portSocket, [
+      ...["--paths", "1000000", "--hot-share", "0", "--rate", "0", "--threads", "16"],
+      ...["--duration", String(seconds)],
+    ]);
     await sleep(200);
-    broker = spawn(process.execPath, [join(ROOT, "broker/bin/agentsh-broker.mjs"), "run"], {
-      stdio: ["ignore", "ignore", "ignore"],
-      env: {
-        ...process.env,
-        ...otel(brokerMetrics),
-        AGENTSH_SIM_SOCKET: portSocket,
-        AGENTSH_DRIVER_LIBRARY: SIM_LIB,
-        AGENTSH_SERVER_ADDRESSES: `127.0.0.1:${serverPort}`,
-        AGENTSH_API_SOCKET: join(dir, "broker.sock"),
-        AGENTSH_DRIVER_TIMEOUT_MS: "5000",
-      },
+    broker = brokerProcess({
+      ...otel(brokerMetrics),
+      AGENTSH_SIM_SOCKET: portSocket,
+      AGENTSH_DRIVER_LIBRARY: SIM_LIB,
+      AGENTSH_SERVER_ADDRESSES: `127.0.0.1:${serverPort}`,
+      AGENTSH_API_SOCKET: join(dir, "broker.sock"),
+      AGENTSH_DRIVER_TIMEOUT_MS: "5000",
     });
     if (mode !== "none") {
       // A Prometheus that scrapes every second (collection is part of the cost).
@@ -145,35 +108,30 @@ async function round(mode: Mode, seconds: number, otlp: string): Promise<Round> 
     }
     const b0 = { t: 0, s: 0 };
     const warm = setTimeout(() => {
-      b0.t = cpuTicks(broker!.pid!);
-      b0.s = cpuTicks(server.pid!);
+      b0.t = cpuSeconds(broker!.pid!);
+      b0.s = cpuSeconds(server.pid!);
     }, 500);
-    const code = await new Promise<number | null>((r) => sim!.once("exit", r));
-    clearTimeout(warm);
-    const bt = cpuTicks(broker.pid!) - b0.t;
-    const st = cpuTicks(server.pid!) - b0.s;
-    if (code !== 0) throw new Error(`agentsh-sim exited ${code}: ${err.slice(-500)}`);
-    const report = JSON.parse(out.trim().split("\n").at(-1)!) as {
-      ops_per_second: number;
-      operations: number;
-    };
+    const report = await sim.report.finally(() => clearTimeout(warm));
+    const bt = cpuSeconds(broker.pid!) - b0.t;
+    const st = cpuSeconds(server.pid!) - b0.s;
     const secs = report.operations / report.ops_per_second;
     return {
       ops: report.operations,
       seconds: secs,
-      brokerCpuUsPerOp: ((bt / CLK_TCK) * 1e6) / report.operations,
-      serverCpuUsPerOp: ((st / CLK_TCK) * 1e6) / report.operations,
+      brokerCpuUsPerOp: (bt * 1e6) / report.operations,
+      serverCpuUsPerOp: (st * 1e6) / report.operations,
     };
   } finally {
     if (scraper) clearInterval(scraper);
     if (broker) await stop(broker);
-    if (sim) await stop(sim);
+    if (sim) await stop(sim.proc);
     await stop(server);
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 const run: BenchGroup = async ({ quick, log }) => {
+  buildBroker();
   const receiver = await otlpReceiver();
   const seconds = quick ? 3 : 6;
   const rounds = quick ? 2 : 4;

@@ -1,0 +1,85 @@
+// Process plumbing of the end-to-end benchmarks (e2e, otel): the simulator's C workload generator,
+// the broker as deployed, and /proc readings. Each part runs as its own process, as in production.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT, SIM_BIN, sleep } from "../../test/e2e/harness.js";
+
+const CLK_TCK = 100; // Linux USER_HZ
+
+/** User + system CPU time of a process so far, in seconds. */
+export function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK; // utime + stime (fields 14, 15)
+}
+
+export function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : 0;
+}
+
+/** SIGTERM, then SIGKILL after 3 s. */
+export async function stop(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise((r) => p.once("exit", r));
+  p.kill("SIGTERM");
+  await Promise.race([exited, sleep(3000).then(() => p.kill("SIGKILL"))]);
+}
+
+export interface SimReport {
+  ops_per_second: number;
+  operations: number;
+  latency_us: { p50: number; p90: number; p99: number; max: number };
+  outcomes: Array<{ result: string; source: string; count: number; p50_us: number; p99_us: number }>;
+  metrics: Record<string, number>;
+}
+
+/**
+ * `agentsh-sim run --synthetic`: waits up to 30 s for a broker on `portSocket`, runs the workload
+ * `args` describe, and reports (the promise settles when the simulator exits).
+ */
+export function simRun(
+  portSocket: string,
+  args: string[],
+): { proc: ChildProcess; report: Promise<SimReport> } {
+  const proc = spawn(
+    SIM_BIN,
+    ["run", "--port-socket", portSocket, "--synthetic", "--json", "--wait-client", "30", ...args],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let out = "";
+  let err = "";
+  proc.stdout!.on("data", (d) => {
+    out += d;
+  });
+  proc.stderr!.on("data", (d) => {
+    err += d;
+  });
+  const report = new Promise<SimReport>((resolve, reject) => {
+    proc.once("exit", (code) => {
+      if (code !== 0) reject(new Error(`agentsh-sim ${args.join(" ")} exited ${code}: ${err.slice(-500)}`));
+      else resolve(JSON.parse(out.trim().split("\n").at(-1)!) as SimReport);
+    });
+  });
+  return { proc, report };
+}
+
+/** The broker as it is deployed: the bundle of `npm run build`, with the memory flags it ships with. */
+export const BROKER_BUNDLE = join(ROOT, "broker/dist/agentsh-broker.mjs");
+export const BROKER_NODE_FLAGS = ["--max-semi-space-size=1", "--v8-pool-size=1"];
+
+export function buildBroker(): void {
+  const built = spawnSync(process.execPath, [join(ROOT, "broker/build.mjs")], { encoding: "utf8" });
+  if (built.status !== 0) throw new Error(`npm run build failed: ${built.stderr}`);
+}
+
+/** `agentsh-broker run` from the bundle, configured by `env` (AGENTSH_*, OTEL_*). */
+export function brokerProcess(env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, [...BROKER_NODE_FLAGS, BROKER_BUNDLE, "run"], {
+    stdio: ["ignore", "ignore", "ignore"],
+    env: { ...process.env, ...env },
+  });
+}
