@@ -1,6 +1,7 @@
 // @grpc/grpc-js clients for the proto/ services, with protobuf-es (de)serialisation: grpc-js does the
 // transport (HTTP/2, name resolution, round-robin load balancing, keepalive, retries), protobuf-es
-// the messages (written by relay-codec.ts's serialisers compiled from the same descriptors). One
+// the messages (written and read by relay-codec.ts's and relay-decode.ts's functions compiled from
+// the same descriptors). One
 // channel per target, shared by every client built on it.
 
 import { ApprovalService, health, PolicyService } from "@agentsh/proto";
@@ -13,6 +14,7 @@ import {
 } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { compiledSerializer } from "./relay-codec.js";
+import { compiledDeserializer } from "./relay-decode.js";
 
 /** A grpc-js service definition for a protobuf-es service descriptor. */
 export function grpcDefinition(service: DescService): grpc.ServiceDefinition {
@@ -20,7 +22,7 @@ export function grpcDefinition(service: DescService): grpc.ServiceDefinition {
   for (const m of service.methods) {
     const codec = <D extends DescMessage>(desc: D) => ({
       serialize: compiledSerializer(desc) ?? ((msg: MessageShape<D>) => Buffer.from(toBinary(desc, msg))),
-      deserialize: (b: Buffer) => fromBinary(desc, b),
+      deserialize: compiledDeserializer(desc) ?? ((b: Buffer) => fromBinary(desc, b)),
     });
     const input = codec(m.input);
     const output = codec(m.output);
