@@ -198,7 +198,9 @@ export function compilePolicy(policy: Policy, ctx: FileContext = {}): CompiledPo
   HIGH_RISK.forEach((h, i) => {
     const c = canonicalizePattern(h.kind, h.pattern);
     if (isFailure(c)) throw new Error(`built-in high-risk pattern ${h.pattern}: ${c.error}`);
-    const rank = 10_000 - c.keys.length * 10 + (i % 10) / 100;
+    // The most specific (longest) location wins, ties by list order; integers keep ranks small
+    // integers (Smis), which the trie compares fastest.
+    const rank = 1_000_000 - c.keys.length * 1000 + i;
     highRisk[h.kind].insert(c.keys, rank, i);
     highRisk[h.kind].insert([...c.keys, "**"], rank, i);
   });

@@ -18,7 +18,7 @@
 import { type CompiledPolicy, compilePolicy, type TrieSet } from "./engine-compile.js";
 import { SessionCache, type SessionMatchers } from "./engine-session.js";
 import type { CheckInput, Decision } from "./engine-types.js";
-import type { AmbiguousMatch, Trie } from "./match-trie.js";
+import { type AmbiguousMatch, NONE, type Trie } from "./match-trie.js";
 import { canonicalizeFile, type FileContext } from "./path-file.js";
 import { canonicalizeRegistryFor } from "./path-registry.js";
 import { couldBeShortNameOf } from "./path-shortname.js";
@@ -38,7 +38,6 @@ export const DEFAULT_TTL_MS: Record<DecisionKind, number> = {
   redirect: 0,
 };
 export const DEFAULT_APPROVAL_TIMEOUT_MS = 120_000;
-const NONE = Number.POSITIVE_INFINITY;
 
 export interface EngineOptions {
   /** Default volume map (requests may bring their own). */

@@ -11,7 +11,9 @@
  */
 import { type ComponentTest, compileGlob, extensionGlob, hasGlob } from "./match-glob.js";
 
-const NONE = Number.POSITIVE_INFINITY;
+/** No rank / unbounded length. A small integer rather than Infinity: rank and length fields then
+ * hold small integers (Smis) and compare without unboxing a heap number on every step. */
+export const NONE = 0x3fffffff;
 
 class Node {
   lit: Map<string, Node> | null = null;
@@ -250,7 +252,7 @@ function fin(n: Node): number {
     m = Math.min(m, fin(c));
     if (c.min === NONE) return;
     lo = Math.min(lo, c.minLen + consumed);
-    hi = Math.max(hi, unbounded ? NONE : c.maxLen + consumed);
+    hi = Math.max(hi, unbounded ? NONE : Math.min(NONE, c.maxLen + consumed));
   };
   if (n.lit) for (const c of n.lit.values()) child(c, 1, false);
   const only = n.lit?.size === 1 ? n.lit.entries().next().value : undefined;
