@@ -5,13 +5,12 @@
 
 import {
   type CheckRequest,
-  CheckRequestSchema,
   type CheckResponse,
   Decision,
   Kind,
   Operation,
+  type SessionContext,
 } from "@agentsh/proto";
-import { create } from "@bufbuild/protobuf";
 import type { Span } from "@opentelemetry/api";
 import type { DriverRequest, ReplyFields } from "./port/port-client.js";
 import { replyFor } from "./port/port-client.js";
@@ -75,8 +74,11 @@ export interface DeciderOptions {
 export class Decider {
   constructor(private readonly opts: DeciderOptions) {}
 
+  /** The check for a driver request: every field of the message written out (what create() would
+   * produce; create() reflects on the schema at every call, this is one object literal). */
   toCheck(req: DriverRequest, session: Session | undefined): CheckRequest {
-    const ctx = {
+    const ctx: SessionContext = {
+      $typeName: "agentsh.v1.SessionContext",
       token: req.sessionToken,
       workspace: session?.workspace ?? "",
       userSid: session?.userSid ?? "",
@@ -89,22 +91,31 @@ export class Decider {
       const renameDest = req.renameDest ? this.opts.volumes.toDos(req.renameDest) : "";
       // The server needs the volume map only for a path still named by its device.
       const unmapped = DEVICE_PATH.test(path) || DEVICE_PATH.test(renameDest);
-      return create(CheckRequestSchema, {
+      return {
+        $typeName: "agentsh.v1.CheckRequest",
+        requestId: 0n,
         kind: Kind.FILE,
         operation: FILE_OPS[req.operation] ?? Operation.UNSPECIFIED,
         path,
         renameDest,
+        valueName: "",
         session: ctx,
         pid: req.processId,
-        volumes: unmapped ? [...this.opts.volumes.list()] : [],
+        volumes: unmapped
+          ? this.opts.volumes.list().map((v) => ({ $typeName: "agentsh.v1.VolumeMapping", ...v }))
+          : [],
         driverOperation: req.operation,
         desiredAccess: req.desiredAccess,
         createDisposition: req.createDisposition,
         flags: req.flags,
-      });
+        valueType: 0,
+        traceContext: {},
+      };
     }
     const cut = req.keyPath.lastIndexOf("\\");
-    return create(CheckRequestSchema, {
+    return {
+      $typeName: "agentsh.v1.CheckRequest",
+      requestId: 0n,
       kind: Kind.REGISTRY,
       operation: REG_OPS[req.operation] ?? Operation.UNSPECIFIED,
       path: req.keyPath,
@@ -113,9 +124,14 @@ export class Decider {
       valueName: req.valueName,
       session: ctx,
       pid: req.processId,
+      volumes: [],
       driverOperation: req.operation,
+      desiredAccess: 0,
+      createDisposition: 0,
+      flags: 0,
       valueType: req.valueType,
-    });
+      traceContext: {},
+    };
   }
 
   async answer(req: DriverRequest): Promise<ReplyFields> {

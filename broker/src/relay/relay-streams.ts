@@ -4,13 +4,7 @@
 // checks with a retryable error (the relay retries them elsewhere) and is reopened on next use,
 // after a short backoff.
 
-import {
-  type CheckRequest,
-  type CheckResponse,
-  CheckStreamRequestSchema,
-  type CheckStreamResponse,
-} from "@agentsh/proto";
-import { create } from "@bufbuild/protobuf";
+import type { CheckRequest, CheckResponse, CheckStreamRequest, CheckStreamResponse } from "@agentsh/proto";
 import type * as grpc from "@grpc/grpc-js";
 import { RelayError } from "./relay-error.js";
 
@@ -65,7 +59,12 @@ export class CheckStreams {
         reject(new RelayError("deadline", `no answer within ${wait} ms`));
       }, wait);
       slot.pending.set(id, { resolve, reject, timer });
-      slot.call!.write(create(CheckStreamRequestSchema, { check: { ...req, requestId: id } }));
+      // A literal, not create(): the compiled serialiser (relay-codec.ts) reads fields, not classes.
+      const msg: CheckStreamRequest = {
+        $typeName: "agentsh.v1.CheckStreamRequest",
+        check: { ...req, requestId: id },
+      };
+      slot.call!.write(msg);
     });
   }
 
