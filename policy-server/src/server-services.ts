@@ -1,5 +1,9 @@
 /** The PolicyService and grpc.health.v1 implementations served by server.ts. */
 import {
+  type CheckError,
+  CheckErrorSchema,
+  type CheckRequest,
+  type CheckResponse,
   type CheckStreamRequest,
   type CheckStreamResponse,
   CheckStreamResponseSchema,
@@ -14,6 +18,8 @@ import type { PolicyStore, PolicyVersion } from "./server-store.js";
 import { evaluate } from "./telemetry-metrics.js";
 
 export const VERSION_HEADER = "agentsh-policy-version";
+/** Announced on CheckStream: this server answers batches (CheckStreamRequest.checks). */
+export const BATCH_HEADER = "agentsh-check-batch";
 export const POLICY_SERVICE_NAME = PolicyService.typeName;
 
 /** Shared state: the store, whether we are serving, and a signal that ends streams on shutdown. */
@@ -63,6 +69,39 @@ function waiter(
   };
 }
 
+type StreamResult = { ok: true; response: CheckResponse } | { ok: false; error: CheckError };
+
+/** One check of a CheckStream: its answer, or its error by request_id (the stream goes on). */
+async function streamCheck(
+  state: ServiceState,
+  check: CheckRequest | undefined,
+  ctx: HandlerContext,
+): Promise<StreamResult> {
+  const id = check?.requestId ?? 0n;
+  state.inFlight++;
+  try {
+    if (!check) throw new ConnectError("check is required", Code.InvalidArgument);
+    const input = checkInputFromProto(check);
+    const d = evaluate(state.store.engine, input, ctx, check.traceContext);
+    let res = checkResponseToProto(id, d);
+    if (d.decision === "approve" && state.approvals)
+      res = await attachApproval(state.approvals, check, input, d, res);
+    return { ok: true, response: res };
+  } catch (err) {
+    const ce = toConnectError(err);
+    return {
+      ok: false,
+      error: create(CheckErrorSchema, {
+        requestId: id,
+        code: Code[ce.code]!.replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase()),
+        message: ce.rawMessage,
+      }),
+    };
+  } finally {
+    state.inFlight--;
+  }
+}
+
 export function policyService(state: ServiceState): ServiceImpl<typeof PolicyService> {
   return {
     check(req, ctx) {
@@ -93,32 +132,24 @@ export function policyService(state: ServiceState): ServiceImpl<typeof PolicySer
     },
     async *checkStream(reqs: AsyncIterable<CheckStreamRequest>, ctx): AsyncIterable<CheckStreamResponse> {
       ctx.responseHeader.set(VERSION_HEADER, state.store.current.version);
+      ctx.responseHeader.set(BATCH_HEADER, "1");
       for await (const r of reqs) {
-        const id = r.check?.requestId ?? 0n;
-        state.inFlight++;
-        try {
-          if (!r.check) throw new ConnectError("check is required", Code.InvalidArgument);
-          const input = checkInputFromProto(r.check);
-          const d = evaluate(state.store.engine, input, ctx, r.check.traceContext);
-          let res = checkResponseToProto(id, d);
-          if (d.decision === "approve" && state.approvals)
-            res = await attachApproval(state.approvals, r.check, input, d, res);
-          yield create(CheckStreamResponseSchema, { result: { case: "response", value: res } });
-        } catch (err) {
-          const ce = toConnectError(err);
-          yield create(CheckStreamResponseSchema, {
-            result: {
-              case: "error",
-              value: {
-                requestId: id,
-                code: Code[ce.code]!.replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase()),
-                message: ce.rawMessage,
-              },
-            },
-          });
-        } finally {
-          state.inFlight--;
+        if (r.checks.length === 0) {
+          const res = await streamCheck(state, r.check, ctx);
+          yield res.ok
+            ? create(CheckStreamResponseSchema, { result: { case: "response", value: res.response } })
+            : create(CheckStreamResponseSchema, { result: { case: "error", value: res.error } });
+          continue;
         }
+        // A batch: one answer message for all of it.
+        const out = create(CheckStreamResponseSchema);
+        const batch = r.check ? [r.check, ...r.checks] : r.checks;
+        for (const c of batch) {
+          const res = await streamCheck(state, c, ctx);
+          if (res.ok) out.responses.push(res.response);
+          else out.errors.push(res.error);
+        }
+        yield out;
       }
     },
     async *watchPolicy(_req, ctx) {

@@ -202,6 +202,56 @@ describe("gRPC via @grpc/grpc-js", () => {
     expect(byId.get(50n)!.result).toMatchObject({ case: "error", value: { code: "invalid_argument" } });
   });
 
+  it("batches on the stream: announced in a header, answered in one message, errors by request id", async () => {
+    const call = client.makeBidiStreamRequest(
+      "/agentsh.v1.PolicyService/CheckStream",
+      codec(CheckStreamRequestSchema).serialize,
+      codec(CheckStreamResponseSchema).deserialize,
+    );
+    const header = new Promise<string | undefined>((r) =>
+      call.on("metadata", (md: grpc.Metadata) => r(md.get("agentsh-check-batch")[0] as string | undefined)),
+    );
+    const got: CheckStreamResponse[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      call.on("data", (m: CheckStreamResponse) => got.push(m));
+      call.on("end", resolve);
+      call.on("error", reject);
+    });
+    const check = (id: number, path: string, operation = Operation.WRITE) => ({
+      requestId: BigInt(id),
+      kind: Kind.FILE,
+      operation,
+      path,
+      session,
+    });
+    call.write(
+      create(CheckStreamRequestSchema, {
+        check: check(1, "C:\\w\\first"),
+        checks: [
+          check(2, "C:\\w\\x"),
+          check(3, "C:\\elsewhere"),
+          check(4, "C:\\w\\y", Operation.UNSPECIFIED),
+        ],
+      }),
+    );
+    call.write(create(CheckStreamRequestSchema, { check: check(5, "C:\\w\\alone") }));
+    call.end();
+    await done;
+    expect(await header).toBe("1");
+    expect(got).toHaveLength(2);
+    const [batch, alone] = got;
+    expect(batch!.result.case).toBeUndefined();
+    expect(batch!.responses.map((r) => [r.requestId, r.decision])).toEqual([
+      [1n, Decision.ALLOW],
+      [2n, Decision.ALLOW],
+      [3n, Decision.DENY],
+    ]);
+    expect(batch!.errors).toMatchObject([{ requestId: 4n, code: "invalid_argument" }]);
+    expect(alone!.result).toMatchObject({
+      case: "response",
+      value: { requestId: 5n, decision: Decision.ALLOW },
+    });
+  });
   it("health Check, List and the policy version in metadata", async () => {
     const hc = codec(health.HealthCheckRequestSchema);
     const hr = codec(health.HealthCheckResponseSchema);

@@ -4,9 +4,20 @@
 // checks with a retryable error (the relay retries them elsewhere) and is reopened on next use,
 // after a short backoff.
 
-import type { CheckRequest, CheckResponse, CheckStreamRequest, CheckStreamResponse } from "@agentsh/proto";
+import type {
+  CheckError,
+  CheckRequest,
+  CheckResponse,
+  CheckStreamRequest,
+  CheckStreamResponse,
+} from "@agentsh/proto";
 import type * as grpc from "@grpc/grpc-js";
 import { RelayError } from "./relay-error.js";
+
+/** Response header of a CheckStream whose server answers batches (policy-server's BATCH_HEADER). */
+const BATCH_HEADER = "agentsh-check-batch";
+/** Most checks in one message (a fuller turn sends several). */
+const MAX_BATCH = 64;
 
 interface Pending {
   resolve: (r: CheckResponse) => void;
@@ -17,6 +28,10 @@ interface Pending {
 interface Slot {
   call: grpc.ClientDuplexStream<unknown, CheckStreamResponse> | null;
   pending: Map<bigint, Pending>;
+  /** The server on this stream announced batches (BATCH_HEADER). */
+  batches: boolean;
+  /** Checks waiting for this turn of the event loop to end, sent then as one message. */
+  queue: CheckRequest[];
   /** Do not reopen before this time (after a stream broke). */
   retryAt: number;
   openedAt: number;
@@ -25,6 +40,8 @@ interface Slot {
 export class CheckStreams {
   private readonly slots: Slot[];
   private next = 0;
+  /** The stream whose batch this turn of the event loop is filling. */
+  private filling: Slot | null = null;
   private nextId = 1n;
   private closed = false;
 
@@ -37,6 +54,8 @@ export class CheckStreams {
     this.slots = Array.from({ length: Math.max(1, count) }, () => ({
       call: null,
       pending: new Map(),
+      batches: false,
+      queue: [],
       retryAt: 0,
       openedAt: 0,
     }));
@@ -49,7 +68,10 @@ export class CheckStreams {
 
   check(req: CheckRequest, deadline: number): Promise<CheckResponse> {
     if (this.closed) return Promise.reject(new RelayError("unavailable", "relay is closed"));
-    const slot = this.pickSlot();
+    // Within one turn of the event loop every check joins the batch already being filled; turns
+    // take the streams in turn.
+    const filling = this.filling;
+    const slot = filling?.call && filling.queue.length < MAX_BATCH ? filling : this.pickSlot();
     if (!slot) return Promise.reject(new RelayError("unavailable", "every check stream is reconnecting"));
     const id = this.nextId++;
     return new Promise<CheckResponse>((resolve, reject) => {
@@ -59,13 +81,35 @@ export class CheckStreams {
         reject(new RelayError("deadline", `no answer within ${wait} ms`));
       }, wait);
       slot.pending.set(id, { resolve, reject, timer });
-      // A literal, not create(): the compiled serialiser (relay-codec.ts) reads fields, not classes.
-      const msg: CheckStreamRequest = {
-        $typeName: "agentsh.v1.CheckStreamRequest",
-        check: { ...req, requestId: id },
-      };
-      slot.call!.write(msg);
+      const check: CheckRequest = { ...req, requestId: id };
+      if (!slot.batches) {
+        this.send(slot, check, []);
+        return;
+      }
+      // Checks that become ready in the same turn of the event loop (several driver messages
+      // read at once, answers that release more) leave together, when the turn ends.
+      slot.queue.push(check);
+      if (slot.queue.length === 1) {
+        this.filling = slot;
+        setImmediate(() => this.flush(slot));
+      }
     });
+  }
+
+  private flush(slot: Slot): void {
+    if (this.filling === slot) this.filling = null;
+    const q = slot.queue;
+    if (q.length === 0) return;
+    slot.queue = [];
+    if (q.length === 1) this.send(slot, q[0]!, []);
+    else this.send(slot, undefined, q);
+  }
+
+  private send(slot: Slot, check: CheckRequest | undefined, checks: CheckRequest[]): void {
+    if (!slot.call) return; // the stream broke meanwhile: breakSlot rejected these checks
+    // A literal, not create(): the compiled serialiser (relay-codec.ts) reads fields, not classes.
+    const msg: CheckStreamRequest = { $typeName: "agentsh.v1.CheckStreamRequest", check, checks };
+    slot.call.write(msg);
   }
 
   close(): void {
@@ -104,22 +148,31 @@ export class CheckStreams {
     const fn = this.client.checkStream as () => grpc.ClientDuplexStream<unknown, CheckStreamResponse>;
     const call = fn.call(this.client);
     slot.call = call;
+    slot.batches = false; // until this stream's server says so
     slot.openedAt = Date.now();
+    call.on("metadata", (md: grpc.Metadata) => {
+      if (slot.call === call && md.get(BATCH_HEADER)[0] === "1") slot.batches = true;
+    });
+    const answered = (r: CheckResponse) => {
+      const p = slot.pending.get(r.requestId);
+      if (!p) return; // answered after its deadline
+      slot.pending.delete(r.requestId);
+      clearTimeout(p.timer);
+      p.resolve(r);
+    };
+    const failed = (e: CheckError) => {
+      const p = slot.pending.get(e.requestId);
+      if (!p) return;
+      slot.pending.delete(e.requestId);
+      clearTimeout(p.timer);
+      p.reject(new RelayError("invalid", `${e.code}: ${e.message}`));
+    };
     call.on("data", (msg: CheckStreamResponse) => {
       const r = msg.result;
-      if (r.case === "response") {
-        const p = slot.pending.get(r.value.requestId);
-        if (!p) return; // answered after its deadline
-        slot.pending.delete(r.value.requestId);
-        clearTimeout(p.timer);
-        p.resolve(r.value);
-      } else if (r.case === "error") {
-        const p = slot.pending.get(r.value.requestId);
-        if (!p) return;
-        slot.pending.delete(r.value.requestId);
-        clearTimeout(p.timer);
-        p.reject(new RelayError("invalid", `${r.value.code}: ${r.value.message}`));
-      }
+      if (r.case === "response") answered(r.value);
+      else if (r.case === "error") failed(r.value);
+      for (const x of msg.responses) answered(x);
+      for (const x of msg.errors) failed(x);
     });
     const broken = (why: string) => {
       if (slot.call === call) this.breakSlot(slot, new RelayError("unavailable", why), false);
@@ -137,6 +190,7 @@ export class CheckStreams {
       p.reject(err);
     }
     slot.pending.clear();
+    slot.queue = [];
     if (call) {
       call.removeAllListeners("data");
       call.on("error", () => {});

@@ -20,13 +20,16 @@ export interface Behavior {
   /** Every check fails with this code (and health reports NOT_SERVING). */
   fail: Code | null;
   decide: (req: CheckRequest) => MessageInitShape<typeof CheckResponseSchema>;
+  /** Announce and accept batches on CheckStream, as the real server does (old servers do not). */
+  batches: boolean;
 }
 
 export interface TestServer {
   port: number;
   address: string;
   behavior: Behavior;
-  calls: { unary: number; stream: number; health: number };
+  /** stream: CheckStream messages; streamChecks: the checks they carried. */
+  calls: { unary: number; stream: number; streamChecks: number; health: number };
   /** Stops abruptly: open connections are destroyed, as when a replica dies. */
   kill(): Promise<void>;
 }
@@ -38,9 +41,10 @@ export async function startTestServer(init: Partial<Behavior> = {}, port = 0): P
     delayMs: 0,
     fail: null,
     decide: () => ({ decision: Decision.ALLOW, rule: "test", cacheTtlMs: 5000 }),
+    batches: false,
     ...init,
   };
-  const calls = { unary: 0, stream: 0, health: 0 };
+  const calls = { unary: 0, stream: 0, streamChecks: 0, health: 0 };
   const answer = async (req: CheckRequest): Promise<CheckResponse> => {
     if (behavior.delayMs) await sleep(behavior.delayMs);
     if (behavior.fail !== null) throw new ConnectError("test failure", behavior.fail);
@@ -52,8 +56,9 @@ export async function startTestServer(init: Partial<Behavior> = {}, port = 0): P
         calls.unary++;
         return answer(req);
       },
-      async *checkStream(reqs) {
-        // Answers concurrently and out of order, as the real server may.
+      async *checkStream(reqs, ctx) {
+        if (behavior.batches) ctx.responseHeader.set("agentsh-check-batch", "1");
+        // Answers concurrently and out of order, as the real server may (a batch's checks too).
         const queue: CheckResponse[] = [];
         let wake = null as (() => void) | null;
         let pending = 0;
@@ -61,16 +66,20 @@ export async function startTestServer(init: Partial<Behavior> = {}, port = 0): P
         (async () => {
           for await (const r of reqs) {
             calls.stream++;
-            pending++;
-            answer(r.check!)
-              .then(
-                (res) => queue.push(res),
-                () => {},
-              )
-              .finally(() => {
-                pending--;
-                wake?.();
-              });
+            const checks = r.check ? [r.check, ...r.checks] : r.checks;
+            for (const c of checks) {
+              calls.streamChecks++;
+              pending++;
+              answer(c)
+                .then(
+                  (res) => queue.push(res),
+                  () => {},
+                )
+                .finally(() => {
+                  pending--;
+                  wake?.();
+                });
+            }
           }
           ended = true;
           wake?.();

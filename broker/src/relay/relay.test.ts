@@ -54,6 +54,26 @@ describe("relay", () => {
   });
 
   it.each([
+    [true, 3],
+    [false, 21],
+  ])(
+    "checks ready in one turn leave in one message when the server announces batches (%s)",
+    async (batches, messages) => {
+      const s = await server({ batches });
+      const relay = await setup([s]);
+      // The first check opens a stream and brings its response headers.
+      expect((await relay.check(req(), "k0", within(2000))).source).toBe("server");
+      const all = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => relay.check(req(`C:\\w\\${i}.c`), `k${i + 1}`, within(2000))),
+      );
+      expect(all.every((d) => d.source === "server" && d.response.decision === Decision.ALLOW)).toBe(true);
+      expect(s.calls.streamChecks).toBe(21);
+      // Batches: the first check, one on the second stream (not yet announced), then one batch.
+      expect(s.calls.stream).toBe(messages);
+    },
+  );
+
+  it.each([
     ["closed", Decision.DENY],
     ["open", Decision.ALLOW],
   ] as const)("fail mode %s decides when the server misses the deadline", async (mode, expected) => {
