@@ -10,7 +10,7 @@ import {
   TraceFlags,
   trace,
 } from "@opentelemetry/api";
-import { type AnyValueMap, logs, SeverityNumber } from "@opentelemetry/api-logs";
+import { type AnyValueMap, logs, type Logger as OtelLogger, SeverityNumber } from "@opentelemetry/api-logs";
 import pino, { type DestinationStream, type Logger } from "pino";
 import { activeTelemetry } from "./sdk.js";
 
@@ -46,7 +46,7 @@ export function createLogger(opts: LoggerOptions): Logger {
       : pino.destination({ dest, sync: false, mkdir: typeof dest === "string" });
   const otel = opts.otel ?? (activeTelemetry()?.logsExporters.length ?? 0) > 0;
   const mixin = () => traceFields(trace.getSpan(context.active())?.spanContext());
-  return pino(
+  const logger = pino(
     {
       level,
       base: { service: opts.service },
@@ -67,6 +67,98 @@ export function createLogger(opts: LoggerOptions): Logger {
     },
     out,
   );
+  loggers.set(logger, { service: opts.service, out, otel });
+  return logger;
+}
+
+const loggers = new WeakMap<Logger, { service: string; out: DestinationStream; otel: boolean }>();
+
+/** A field value of a fixed-shape record; undefined fields are left out (as pino does). */
+export type FieldValue = string | number | boolean | undefined;
+
+/** Writes one record: `values[i]` is the value of `keys[i]`; `span` its trace (when sampled). */
+export type RecordWriter = (values: readonly FieldValue[], span?: SpanContext) => void;
+
+/** A JSON string literal of `s` (JSON.stringify's escaping: quotes, backslashes, controls, lone surrogates). */
+const jsonString = (s: string): string => JSON.stringify(s);
+
+function jsonValue(v: string | number | boolean): string {
+  if (typeof v === "string") return jsonString(v);
+  if (typeof v === "number") return Number.isFinite(v) ? String(v) : "null";
+  return v ? "true" : "false";
+}
+
+let isoSecond = Number.NaN;
+let isoPrefix = "";
+const MS3 = Array.from({ length: 1000 }, (_, i) => `${String(i).padStart(3, "0")}Z`);
+/** pino.stdTimeFunctions.isoTime's text (Date#toISOString), formatted once per second. */
+export function isoTime(ms: number): string {
+  const sec = Math.floor(ms / 1000);
+  if (sec !== isoSecond) {
+    isoSecond = sec;
+    const iso = new Date(sec * 1000).toISOString(); // ...THH:MM:SS.000Z
+    isoPrefix = iso.slice(0, iso.length - 4);
+  }
+  return isoPrefix + MS3[ms - sec * 1000]!;
+}
+
+/**
+ * A writer of one fixed record shape at level info on `logger` (made by createLogger): the same JSON
+ * line pino would write for `logger.info({ [keys[i]]: values[i], ...traceFields(span) }, msg)` and, when
+ * the logger exports OpenTelemetry logs, the same log record, without pino's generic object walk, its
+ * hooks or its mixin: the line is built from the precomputed keys and written to the logger's
+ * destination, which batches writes (pino.destination, sync: false).
+ */
+export function recordWriter(logger: Logger, msg: string, keys: readonly string[]): RecordWriter {
+  const meta = loggers.get(logger);
+  if (!meta) {
+    // Not one of ours: the generic path.
+    return (values, span) => {
+      const fields: Record<string, unknown> = {};
+      for (let i = 0; i < keys.length; i++) if (values[i] !== undefined) fields[keys[i]!] = values[i];
+      logger.info({ ...fields, ...traceFields(span) }, msg);
+    };
+  }
+  const head = `{"level":30,"time":"`;
+  const afterTime = `","service":${jsonString(meta.service)},`;
+  const tail = `"msg":${jsonString(msg)}}\n`;
+  const prefixes = keys.map((k) => `${jsonString(k)}:`);
+  const out = meta.out;
+  let otelLogger: OtelLogger | undefined;
+  let otelOf: unknown;
+  return (values, span) => {
+    if (logger.levelVal > 30) return;
+    const now = Date.now();
+    let line = head + isoTime(now) + afterTime;
+    for (let i = 0; i < prefixes.length; i++) {
+      const v = values[i];
+      if (v !== undefined) line += `${prefixes[i]}${jsonValue(v)},`;
+    }
+    const sampled =
+      span !== undefined && (span.traceFlags & TraceFlags.SAMPLED) !== 0 && isSpanContextValid(span);
+    if (sampled)
+      line += `"trace_id":"${span.traceId}","span_id":"${span.spanId}","trace_flags":"${`0${span.traceFlags.toString(16)}`.slice(-2)}",`;
+    out.write(line + tail);
+    if (!meta.otel) return;
+    const provider = logs.getLoggerProvider();
+    if (provider !== otelOf) {
+      otelOf = provider;
+      otelLogger = provider.getLogger(meta.service);
+    }
+    const attributes: AnyValueMap = {};
+    for (let i = 0; i < keys.length; i++) {
+      const v = values[i];
+      if (v !== undefined) attributes[keys[i]!] = v;
+    }
+    otelLogger!.emit({
+      timestamp: now,
+      severityNumber: SeverityNumber.INFO,
+      severityText: "INFO",
+      body: msg,
+      attributes,
+      ...(sampled ? { context: trace.setSpanContext(ROOT_CONTEXT, span) } : {}),
+    });
+  };
 }
 
 const SEVERITY: Record<number, [SeverityNumber, string]> = {

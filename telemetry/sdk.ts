@@ -40,15 +40,15 @@ import {
   ConsoleMetricExporter,
   type IMetricReader,
   PeriodicExportingMetricReader,
+  type PushMetricExporter,
   type ViewOptions,
 } from "@opentelemetry/sdk-metrics";
 import { NodeSDK } from "@opentelemetry/sdk-node";
 // The SDK's own env parsing for OTLP metric exporters (not re-exported from its index).
-import {
-  getOtlpMetricExporterFromEnv,
-  getPeriodicExportingMetricReaderFromEnv,
-} from "@opentelemetry/sdk-node/build/src/utils.js";
+import { getOtlpMetricExporterFromEnv } from "@opentelemetry/sdk-node/build/src/utils.js";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { metricProducer } from "./metrics.js";
+import { samplerFor, setRootSampling } from "./trace.js";
 
 export interface TelemetryOptions {
   /** service.name, unless OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) says otherwise. */
@@ -160,6 +160,11 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
   };
   const ownDetector: ResourceDetector = { detect: () => ({ attributes: mine }) };
 
+  // Tracing is on with span processors given, or an exporter other than none.
+  const tracing =
+    (opts.spanProcessors?.length ?? 0) > 0 || list(get("OTEL_TRACES_EXPORTER")).some((e) => e !== "none");
+  const sampling = samplerFor(get("OTEL_TRACES_SAMPLER"), get("OTEL_TRACES_SAMPLER_ARG"));
+
   const sdk = withEnv(env, () => {
     const readers: IMetricReader[] = [];
     if (!exporters.includes("none")) {
@@ -170,12 +175,13 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
             port: promPort,
             preventServerStart: true,
             withResourceConstantLabels: CONSTANT_LABELS,
+            metricProducers: [metricProducer],
           });
           readers.push(prometheus);
         } else if (e === "otlp") {
-          readers.push(getPeriodicExportingMetricReaderFromEnv(getOtlpMetricExporterFromEnv()));
+          readers.push(periodicReader(getOtlpMetricExporterFromEnv(), get));
         } else if (e === "console") {
-          readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter() }));
+          readers.push(periodicReader(new ConsoleMetricExporter(), get));
         } else {
           diag.warn(`OTEL_METRICS_EXPORTER: unsupported "${e}" (prometheus, otlp, console, none)`);
         }
@@ -187,6 +193,7 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
       metricReaders: readers,
       views: opts.views ?? [],
       contextManager: new SyncContextManager(),
+      ...(sampling.sampler ? { sampler: sampling.sampler } : {}),
       // Given span processors replace OTEL_TRACES_EXPORTER (tests); otherwise the SDK reads it.
       ...(opts.spanProcessors?.length ? { spanProcessors: opts.spanProcessors } : {}),
       ...(opts.logRecordProcessors?.length ? { logRecordProcessors: opts.logRecordProcessors } : {}),
@@ -194,6 +201,7 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
     s.start();
     return s;
   });
+  setRootSampling(tracing ? sampling.ratio : 0);
   if (get("OTEL_LOG_LEVEL")) diag.setLogger(new DiagConsoleLogger());
   // Telemetry never stops the service: a taken port is reported and the endpoint left out.
   if (prometheus) {
@@ -222,6 +230,7 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
     },
     shutdown: async () => {
       if (active === t) active = undefined;
+      setRootSampling(0);
       await sdk.shutdown().catch(() => {});
       metrics.disable();
       trace.disable();
@@ -232,6 +241,25 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
   };
   active = t;
   return t;
+}
+
+/**
+ * A PeriodicExportingMetricReader as the SDK would build it from OTEL_METRIC_EXPORT_INTERVAL and
+ * OTEL_METRIC_EXPORT_TIMEOUT, that also collects the hot-path histograms (metrics.ts).
+ */
+function periodicReader(exporter: PushMetricExporter, get: (k: string) => string | undefined): IMetricReader {
+  const num = (k: string): number | undefined => {
+    const v = Number(get(k));
+    return get(k) && Number.isFinite(v) && v >= 0 ? v : undefined;
+  };
+  const exportIntervalMillis = num("OTEL_METRIC_EXPORT_INTERVAL") ?? 60000;
+  const exportTimeoutMillis = Math.min(num("OTEL_METRIC_EXPORT_TIMEOUT") ?? 30000, exportIntervalMillis);
+  return new PeriodicExportingMetricReader({
+    exporter,
+    exportIntervalMillis,
+    exportTimeoutMillis,
+    metricProducers: [metricProducer],
+  });
 }
 
 /**

@@ -1,44 +1,72 @@
 // The audit record of every decision that is not a plain allowed server answer: deny, approve, audit,
 // redirect, fail mode, stale (plain allowed cache hits never reach the broker: the driver answers
 // them). Session, pid, operation, path, rule, policy version, latency, trace and span ids.
+//
+// Nearly every uncached decision is audited, so the record is written by a fixed-shape writer
+// (telemetry/log.ts recordWriter: the JSON line pino would write, built from precomputed keys, and
+// the OpenTelemetry log record when logs are exported) from one reused array of values.
 import { Decision } from "@agentsh/proto";
-import { type Logger, traceFields } from "@agentsh/telemetry";
+import { type FieldValue, type Logger, recordWriter } from "@agentsh/telemetry";
 import type { DecisionRecord } from "./decide.js";
 import { decisionName, kindName, operationName } from "./telemetry-metrics.js";
+
+/** The audit record's fields, in the order they are written. */
+export const AUDIT_FIELDS = [
+  "audit",
+  "session",
+  "agent",
+  "pid",
+  "kind",
+  "operation",
+  "path",
+  "rename_dest",
+  "value_name",
+  "decision",
+  "enforced",
+  "source",
+  "rule",
+  "policy_version",
+  "mitre",
+  "approval",
+  "reason",
+  "latency_ms",
+] as const;
 
 /** True when a decision needs an audit record. */
 export function isAudited(rec: DecisionRecord): boolean {
   return rec.source !== "server" || rec.response.decision !== Decision.ALLOW;
 }
 
+/** The values of AUDIT_FIELDS for `rec`, into `v` (reused). */
+export function auditValues(rec: DecisionRecord, v: FieldValue[]): FieldValue[] {
+  const { check, response, request } = rec;
+  v[0] = true;
+  v[1] = String(request.sessionToken);
+  v[2] = rec.session?.agent || undefined;
+  v[3] = request.processId;
+  v[4] = kindName(check.kind);
+  v[5] = operationName(check.operation);
+  v[6] = check.path;
+  v[7] = check.renameDest || undefined;
+  v[8] = check.valueName || undefined;
+  v[9] = decisionName(response.decision);
+  v[10] = rec.reply.decision === 0 ? "allow" : "deny";
+  v[11] = rec.source;
+  v[12] = response.rule;
+  v[13] = response.policyVersion || undefined;
+  v[14] = response.mitreTechnique || undefined;
+  v[15] = rec.approval;
+  v[16] = rec.reason;
+  v[17] = Math.round(rec.latencyMs * 1000) / 1000;
+  return v;
+}
+
 /** A BrokerHooks.onDecision that writes the audit record (pass to `new Broker(config, hooks)`). */
 export function auditHook(logger: Logger): (rec: DecisionRecord) => void {
+  const write = recordWriter(logger, "decision", AUDIT_FIELDS);
+  const values: FieldValue[] = new Array(AUDIT_FIELDS.length);
   return (rec) => {
     if (!isAudited(rec)) return;
-    const { check, response, request } = rec;
-    logger.info(
-      {
-        audit: true,
-        session: String(request.sessionToken),
-        agent: rec.session?.agent || undefined,
-        pid: request.processId,
-        kind: kindName(check.kind),
-        operation: operationName(check.operation),
-        path: check.path,
-        rename_dest: check.renameDest || undefined,
-        value_name: check.valueName || undefined,
-        decision: decisionName(response.decision),
-        enforced: rec.reply.decision === 0 ? "allow" : "deny",
-        source: rec.source,
-        rule: response.rule,
-        policy_version: response.policyVersion || undefined,
-        mitre: response.mitreTechnique || undefined,
-        approval: rec.approval,
-        reason: rec.reason,
-        latency_ms: Math.round(rec.latencyMs * 1000) / 1000,
-        ...traceFields(rec.span?.spanContext()),
-      },
-      "decision",
-    );
+    write(auditValues(rec, values), rec.span?.spanContext());
   };
 }

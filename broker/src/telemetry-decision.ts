@@ -8,8 +8,8 @@ import {
   countDecision,
   decisionName,
   kindName,
-  latencyAttrs,
   operationName,
+  recordDecisionLatency,
 } from "./telemetry-metrics.js";
 import { startDecisionSpan } from "./telemetry-trace.js";
 
@@ -20,19 +20,18 @@ const OUTCOMES: Record<string, Attributes> = {
 };
 
 export function decisionStarted(check: CheckRequest): Span {
-  return startDecisionSpan({
+  return startDecisionSpan(() => ({
     "agentsh.kind": kindName(check.kind),
     "agentsh.operation": operationName(check.operation),
-  });
+  }));
 }
 
 export function decisionDone(rec: DecisionRecord): void {
   const { check, response, source } = rec;
-  const i = brokerInstruments();
+  const i = brokerInstruments(); // binds the observed instruments to an SDK started late
   countDecision(check.kind, check.operation, response.decision, source);
   // A human's think time is not decision latency.
-  if (response.decision !== Decision.APPROVE)
-    i.decisionDuration.record(rec.latencyMs / 1000, latencyAttrs(check.kind, source));
+  if (response.decision !== Decision.APPROVE) recordDecisionLatency(check.kind, source, rec.latencyMs / 1000);
   if (rec.approval) i.approvals.add(1, OUTCOMES[rec.approval]);
   const span = rec.span;
   if (!span?.isRecording()) return;

@@ -1,6 +1,8 @@
 // The broker's metrics, through the OpenTelemetry API only (no-ops until an SDK is registered; see
-// telemetry/sdk.ts). Synchronous instruments are recorded by the hot code (decisions, latency, RPCs,
-// approvals); everything that is a state or a counter kept elsewhere (driver GET_METRICS, breaker,
+// telemetry/sdk.ts). What the hot code records per decision (decisions, latency, RPC durations) is
+// counted into plain arrays and published at collection (an observed counter; histograms through
+// the telemetry package's metric producer, telemetry/metrics.ts); approvals and breaker transitions
+// are synchronous instruments; everything that is a state or a counter kept elsewhere (driver GET_METRICS, breaker,
 // port, sessions, policy version) is observed at collection time. The driver's cache counters are
 // polled every `pollMs` and their deltas also counted as decisions of source driver_cache and
 // driver_fail_mode, so `agentsh_decisions_total` by source covers every hop.
@@ -9,10 +11,10 @@
 // never a path, a session token or a pid. Names and units: deploy/README.md.
 
 import { Decision, Kind, Operation } from "@agentsh/proto";
+import { FastHistogram, type HistogramSeries } from "@agentsh/telemetry";
 import {
   type Attributes,
   type Counter,
-  type Histogram,
   type Meter,
   type MeterProvider,
   metrics,
@@ -51,8 +53,6 @@ export interface BrokerSource {
 }
 
 export interface BrokerInstruments {
-  decisionDuration: Histogram;
-  rpcClientDuration: Histogram;
   approvals: Counter;
   approvalsPending: UpDownCounter;
   breakerTransitions: Counter;
@@ -81,18 +81,6 @@ export function removeBrokerSource(s: BrokerSource): void {
   sources.delete(s);
 }
 
-// -- attribute sets (interned: the hot path allocates none) ------------------------------------------
-
-const attrCache = new Map<string, Attributes>();
-function interned(key: string, make: () => Attributes): Attributes {
-  let a = attrCache.get(key);
-  if (!a) {
-    a = Object.freeze(make());
-    if (attrCache.size < 4096) attrCache.set(key, a);
-  }
-  return a;
-}
-
 const lower = (names: Record<number, string>, v: number): string => (names[v] ?? "unspecified").toLowerCase();
 
 export function kindName(k: Kind): string {
@@ -106,65 +94,142 @@ export function decisionName(d: Decision): string {
 }
 
 // agentsh.decisions is counted here and observed at collection: a synchronous counter hashes its
-// attributes on every add (about 1 us with four), this costs a map lookup. Cumulative since start.
-const decisionSlots = new Map<string, { attrs: Attributes; n: number }>();
+// attributes on every add (about 1 us with four); this is an array index. Cumulative since start.
+interface Slot {
+  attrs: Attributes;
+  n: number;
+}
+const decisionSlots: Slot[] = [];
+const slotBySmallKey: Array<Slot | undefined> = [];
+const slotByKey = new Map<string, Slot>();
 
-function slot(key: string, make: () => Attributes): { attrs: Attributes; n: number } {
-  let s = decisionSlots.get(key);
-  if (!s) {
-    s = { attrs: Object.freeze(make()), n: 0 };
-    decisionSlots.set(key, s);
-  }
+function newSlot(attrs: Attributes): Slot {
+  const s = { attrs: Object.freeze(attrs), n: 0 };
+  decisionSlots.push(s);
   return s;
 }
 
+/** The broker's decision sources (an index each). */
+const SOURCES = ["server", "stale", "fail_mode"];
+
 /** One decision the broker made (source server, stale or fail_mode). */
 export function countDecision(kind: Kind, op: Operation, decision: Decision, source: string): void {
-  slot(`${kind}|${op}|${decision}|${source}`, () => ({
-    kind: kindName(kind),
-    operation: operationName(op),
-    decision: decisionName(decision),
-    source,
-  })).n++;
+  const si = SOURCES.indexOf(source);
+  // Enum values are small integers: one array slot per combination (others: a keyed map).
+  if (si >= 0 && kind >= 0 && kind < 4 && op >= 0 && op < 32 && decision >= 0 && decision < 8) {
+    const k = ((((kind << 5) | op) << 3) | decision) * 4 + si;
+    let s = slotBySmallKey[k];
+    if (!s) {
+      s = newSlot(decisionAttrs(kind, op, decision, source));
+      slotBySmallKey[k] = s;
+    }
+    s.n++;
+    return;
+  }
+  const key = `${kind}|${op}|${decision}|${source}`;
+  let s = slotByKey.get(key);
+  if (!s) {
+    s = newSlot(decisionAttrs(kind, op, decision, source));
+    slotByKey.set(key, s);
+  }
+  s.n++;
+}
+
+function decisionAttrs(kind: Kind, op: Operation, decision: Decision, source: string): Attributes {
+  return { kind: kindName(kind), operation: operationName(op), decision: decisionName(decision), source };
 }
 
 /** Decisions the driver made alone (source driver_cache or driver_fail_mode), from GET_METRICS. */
 export function countDriverDecisions(source: "driver_cache" | "driver_fail_mode", n: number): void {
-  slot(source, () => ({ source })).n += n;
+  let s = slotByKey.get(source);
+  if (!s) {
+    s = newSlot({ source });
+    slotByKey.set(source, s);
+  }
+  s.n += n;
 }
 
 // Series that exist before anything happens (alerts and panels query them).
 for (const source of ["driver_cache", "driver_fail_mode"] as const) countDriverDecisions(source, 0);
 
-export function latencyAttrs(kind: Kind, source: string): Attributes {
-  return interned(`l|${kind}|${source}`, () => ({ kind: kindName(kind), source }));
+// -- histograms (counted in arrays, published by the telemetry package's metric producer) ----------
+
+const SCOPE_INFO = { name: SCOPE, version: SCOPE_VERSION };
+
+const decisionDuration = new FastHistogram("agentsh.decision.duration", {
+  scope: SCOPE_INFO,
+  description:
+    "Broker end-to-end decision latency for uncached decisions, from the driver's request to the reply (approvals excluded)",
+  unit: "s",
+  boundaries: DECISION_BUCKETS_S,
+});
+
+const rpcClientDuration = new FastHistogram("rpc.client.duration", {
+  scope: SCOPE_INFO,
+  description:
+    "Duration of outbound RPCs to the policy servers; on CheckStream, one check message and its answer",
+  unit: "ms",
+  boundaries: RPC_BUCKETS_MS,
+});
+
+const latencySeries: Array<HistogramSeries | undefined> = [];
+const latencyByKey = new Map<string, HistogramSeries>();
+
+/** agentsh.decision.duration{kind,source}: one decision's end-to-end latency in seconds. */
+export function recordDecisionLatency(kind: Kind, source: string, seconds: number): void {
+  const si = SOURCES.indexOf(source);
+  let s: HistogramSeries | undefined;
+  if (si >= 0 && kind >= 0 && kind < 8) {
+    const k = kind * 4 + si;
+    s = latencySeries[k];
+    if (!s) {
+      s = decisionDuration.series({ kind: kindName(kind), source });
+      latencySeries[k] = s;
+    }
+  } else {
+    const key = `${kind}|${source}`;
+    s = latencyByKey.get(key);
+    if (!s) {
+      s = decisionDuration.series({ kind: kindName(kind), source });
+      latencyByKey.set(key, s);
+    }
+  }
+  s.record(seconds);
 }
 
-export function rpcAttrs(service: string, method: string, status: number): Attributes {
-  return interned(`r|${service}|${method}|${status}`, () => ({
-    "rpc.system": "grpc",
-    "rpc.service": service,
-    "rpc.method": method,
-    "rpc.grpc.status_code": status,
-  }));
+/** The rpc.client.duration series of one (service, method, status code). */
+export function rpcClientSeries(service: string, method: string, status: number): HistogramSeries {
+  let methods = rpcSeries.get(service);
+  if (!methods) {
+    methods = new Map();
+    rpcSeries.set(service, methods);
+  }
+  let codes = methods.get(method);
+  if (!codes) {
+    codes = [];
+    methods.set(method, codes);
+  }
+  let s = codes[status];
+  if (!s) {
+    s = rpcClientDuration.series({
+      "rpc.system": "grpc",
+      "rpc.service": service,
+      "rpc.method": method,
+      "rpc.grpc.status_code": status,
+    });
+    codes[status] = s;
+  }
+  return s;
 }
+const rpcSeries = new Map<string, Map<string, HistogramSeries[]>>();
+
+/** The histograms (tests). */
+export const brokerHistograms = { decisionDuration, rpcClientDuration };
 
 // -- instruments ---------------------------------------------------------------------------------------
 
 function create(meter: Meter, observe: boolean): BrokerInstruments {
   const i: BrokerInstruments = {
-    decisionDuration: meter.createHistogram("agentsh.decision.duration", {
-      description:
-        "Broker end-to-end decision latency for uncached decisions, from the driver's request to the reply (approvals excluded)",
-      unit: "s",
-      advice: { explicitBucketBoundaries: DECISION_BUCKETS_S },
-    }),
-    rpcClientDuration: meter.createHistogram("rpc.client.duration", {
-      description:
-        "Duration of outbound RPCs to the policy servers; on CheckStream, one check message and its answer",
-      unit: "ms",
-      advice: { explicitBucketBoundaries: RPC_BUCKETS_MS },
-    }),
     approvals: meter.createCounter("agentsh.approvals", {
       description: "Approval requests held for a human, by outcome (approved, denied, timed_out)",
       unit: "{approval}",
@@ -190,7 +255,7 @@ function create(meter: Meter, observe: boolean): BrokerInstruments {
       unit: "{decision}",
     })
     .addCallback((r) => {
-      for (const s of decisionSlots.values()) r.observe(s.n, s.attrs);
+      for (const s of decisionSlots) r.observe(s.n, s.attrs);
     });
   observeAll(meter);
   return i;

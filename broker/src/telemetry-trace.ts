@@ -8,6 +8,7 @@
 // and in gRPC metadata on unary calls. Context is passed explicitly (no async context manager, see
 // telemetry/sdk.ts).
 import type { CheckRequest } from "@agentsh/proto";
+import { NOT_SAMPLED, rootSpanContext } from "@agentsh/telemetry";
 import { status as GrpcStatus, Metadata, type ServiceError } from "@grpc/grpc-js";
 import {
   type Attributes,
@@ -21,7 +22,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import { RelayError } from "./relay/relay-error.js";
-import { brokerInstruments, rpcAttrs, SCOPE, SCOPE_VERSION } from "./telemetry-metrics.js";
+import { rpcClientSeries, SCOPE, SCOPE_VERSION } from "./telemetry-metrics.js";
 
 let tracerOf: TracerProvider | undefined;
 let tracer: Tracer = trace.getTracer(SCOPE, SCOPE_VERSION);
@@ -35,8 +36,15 @@ export function brokerTracer(): Tracer {
   return tracer;
 }
 
-export function startDecisionSpan(attributes: Attributes): Span {
-  return brokerTracer().startSpan("agentsh.decide", { kind: SpanKind.CLIENT, attributes }, ROOT_CONTEXT);
+/**
+ * The root span of one decision, or NOT_SAMPLED (shared, records nothing) when this decision is not
+ * traced: then nothing is allocated, not even `attributes` (pass a function to build them).
+ */
+export function startDecisionSpan(attributes: Attributes | (() => Attributes)): Span {
+  const ctx = rootSpanContext();
+  if (!ctx) return NOT_SAMPLED;
+  const attrs = typeof attributes === "function" ? attributes() : attributes;
+  return brokerTracer().startSpan("agentsh.decide", { kind: SpanKind.CLIENT, attributes: attrs }, ctx);
 }
 
 export const POLICY_SERVICE = "agentsh.v1.PolicyService";
@@ -58,14 +66,21 @@ export class RpcCall {
     own = true,
   ) {
     this.own = own || !parent;
+    // A decision that is not traced: no span for its RPCs either (they would be its children).
+    if (parent && !parent.isRecording()) {
+      this.span = parent;
+      return;
+    }
     const attributes = { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method };
     if (!this.own) {
       this.span = parent!;
-      if (this.span.isRecording()) this.span.setAttributes(attributes);
+      this.span.setAttributes(attributes);
       return;
     }
-    const ctx = parent ? trace.setSpan(ROOT_CONTEXT, parent) : ROOT_CONTEXT;
-    this.span = brokerTracer().startSpan(`${service}/${method}`, { kind: SpanKind.CLIENT, attributes }, ctx);
+    const ctx = parent ? trace.setSpan(ROOT_CONTEXT, parent) : rootSpanContext();
+    this.span = ctx
+      ? brokerTracer().startSpan(`${service}/${method}`, { kind: SpanKind.CLIENT, attributes }, ctx)
+      : NOT_SAMPLED;
   }
 
   /** Puts the W3C trace context of this call in the check itself (multiplexed stream). */
@@ -88,10 +103,7 @@ export class RpcCall {
 
   end(err?: unknown): void {
     const code = err === undefined ? GrpcStatus.OK : grpcCode(err);
-    brokerInstruments().rpcClientDuration.record(
-      performance.now() - this.started,
-      rpcAttrs(this.service, this.method, code),
-    );
+    rpcClientSeries(this.service, this.method, code).record(performance.now() - this.started);
     if (this.span.isRecording()) {
       this.span.setAttribute("rpc.grpc.status_code", code);
       if (!this.own) return; // the decision's span: decisionDone ends it

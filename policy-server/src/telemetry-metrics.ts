@@ -8,6 +8,7 @@
 // evaluation: the rule that decided, the decision, the policy version. A check without a trace
 // context makes no span.
 
+import { FastHistogram, type HistogramSeries } from "@agentsh/telemetry";
 import {
   Code,
   ConnectError,
@@ -19,7 +20,6 @@ import {
   type Attributes,
   type Context,
   type Counter,
-  type Histogram,
   type Meter,
   type MeterProvider,
   metrics,
@@ -47,10 +47,26 @@ export const EVALUATION_BUCKETS_S = [
 export const RPC_BUCKETS_MS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
 
 interface ServerInstruments {
-  evaluationDuration: Histogram;
-  rpcServerDuration: Histogram;
   reloads: Counter;
 }
+
+// Histograms counted in arrays, published by the telemetry package's metric producer (a synchronous
+// SDK histogram hashes its attributes on every record).
+const SCOPE_INFO = { name: SCOPE, version: SCOPE_VERSION };
+const evaluationDuration = new FastHistogram("agentsh.policy.evaluation.duration", {
+  scope: SCOPE_INFO,
+  description: "Policy engine evaluation time (canonicalisation and matching)",
+  unit: "s",
+  boundaries: EVALUATION_BUCKETS_S,
+});
+const rpcServerDuration = new FastHistogram("rpc.server.duration", {
+  scope: SCOPE_INFO,
+  description: "Duration of inbound RPCs (a stream's duration is the whole call)",
+  unit: "ms",
+  boundaries: RPC_BUCKETS_MS,
+});
+/** The histograms (tests). */
+export const serverHistograms = { evaluationDuration, rpcServerDuration };
 
 const stores = new Set<PolicyStore>();
 const seenVersions = new WeakMap<PolicyStore, PolicyVersion[]>();
@@ -79,16 +95,6 @@ function serverTracer(): Tracer {
 
 function create(meter: Meter, observe: boolean): ServerInstruments {
   const i: ServerInstruments = {
-    evaluationDuration: meter.createHistogram("agentsh.policy.evaluation.duration", {
-      description: "Policy engine evaluation time (canonicalisation and matching)",
-      unit: "s",
-      advice: { explicitBucketBoundaries: EVALUATION_BUCKETS_S },
-    }),
-    rpcServerDuration: meter.createHistogram("rpc.server.duration", {
-      description: "Duration of inbound RPCs (a stream's duration is the whole call)",
-      unit: "ms",
-      advice: { explicitBucketBoundaries: RPC_BUCKETS_MS },
-    }),
     reloads: meter.createCounter("agentsh.policy.reloads", {
       description: "Policy reloads that changed the version (success) or were refused (failure)",
       unit: "{reload}",
@@ -101,7 +107,7 @@ function create(meter: Meter, observe: boolean): ServerInstruments {
       unit: "{evaluation}",
     })
     .addCallback((r) => {
-      for (const s of evalSlots.values()) r.observe(s.n, s.attrs);
+      for (const s of evalSlots) r.observe(s.n, s.attrs);
     });
   i.reloads.add(0, { result: "success" });
   i.reloads.add(0, { result: "failure" });
@@ -165,10 +171,31 @@ const FAILURE = Object.freeze({ result: "failure" });
 
 // agentsh.policy.evaluations is counted here and observed at collection (a synchronous counter
 // hashes its four attributes on every add). Rules are named in the policy: a bounded set.
-const evalSlots = new Map<string, { attrs: Attributes; n: number }>();
+// Nested maps keyed by the four values themselves: a concatenated key would be a new string to
+// flatten and hash on every check.
+interface EvalSlot {
+  attrs: Attributes;
+  n: number;
+}
+const evalSlots: EvalSlot[] = [];
+const evalIndex = new Map<string, Map<string, Map<string, Map<string, EvalSlot>>>>();
 function countEvaluation(input: CheckInput, d: Decision): void {
-  const key = `${input.kind}|${input.operation}|${d.decision}|${d.rule}`;
-  let s = evalSlots.get(key);
+  let ops = evalIndex.get(input.kind);
+  if (!ops) {
+    ops = new Map();
+    evalIndex.set(input.kind, ops);
+  }
+  let decisions = ops.get(input.operation);
+  if (!decisions) {
+    decisions = new Map();
+    ops.set(input.operation, decisions);
+  }
+  let rules = decisions.get(d.decision);
+  if (!rules) {
+    rules = new Map();
+    decisions.set(d.decision, rules);
+  }
+  let s = rules.get(d.rule);
   if (!s) {
     const attrs = Object.freeze({
       kind: input.kind,
@@ -177,11 +204,20 @@ function countEvaluation(input: CheckInput, d: Decision): void {
       rule: d.rule,
     });
     s = { attrs, n: 0 };
-    evalSlots.set(key, s);
+    evalSlots.push(s);
+    rules.set(d.rule, s);
   }
   s.n++;
 }
-const KIND_ATTRS: Record<string, Attributes> = { file: { kind: "file" }, registry: { kind: "registry" } };
+const evaluationSeries = new Map<string, HistogramSeries>();
+function evaluationSeriesOf(kind: string): HistogramSeries {
+  let s = evaluationSeries.get(kind);
+  if (!s) {
+    s = evaluationDuration.series({ kind });
+    evaluationSeries.set(kind, s);
+  }
+  return s;
+}
 
 const SERVER_SPAN = createContextKey<Span | undefined>(undefined, { description: "agentsh server span" });
 
@@ -216,9 +252,9 @@ export function evaluate(
     }
     throw e;
   }
-  const i = instruments();
-  i.evaluationDuration.record((performance.now() - started) / 1000, KIND_ATTRS[input.kind]);
+  evaluationSeriesOf(input.kind).record((performance.now() - started) / 1000);
   countEvaluation(input, d);
+  instruments(); // binds the observed instruments to an SDK started after this server
   if (span?.isRecording()) {
     // kind and operation are on the broker's span, the path in the broker's audit record.
     span.setAttributes({
@@ -240,15 +276,24 @@ function rpcSpanAttrs(service: string, method: string): Attributes {
   return { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method };
 }
 
-const rpcAttrCache = new Map<string, Attributes>();
-function rpcAttrs(service: string, method: string, code: number): Attributes {
-  const key = `${service}/${method}/${code}`;
-  let a = rpcAttrCache.get(key);
-  if (!a) {
-    a = Object.freeze({ ...rpcSpanAttrs(service, method), "rpc.grpc.status_code": code });
-    if (rpcAttrCache.size < 1024) rpcAttrCache.set(key, a);
+const rpcSeries = new Map<string, Map<string, HistogramSeries[]>>();
+function rpcServerSeries(service: string, method: string, code: number): HistogramSeries {
+  let methods = rpcSeries.get(service);
+  if (!methods) {
+    methods = new Map();
+    rpcSeries.set(service, methods);
   }
-  return a;
+  let codes = methods.get(method);
+  if (!codes) {
+    codes = [];
+    methods.set(method, codes);
+  }
+  let s = codes[code];
+  if (!s) {
+    s = rpcServerDuration.series({ ...rpcSpanAttrs(service, method), "rpc.grpc.status_code": code });
+    codes[code] = s;
+  }
+  return s;
 }
 
 const headerGetter = {
@@ -271,7 +316,7 @@ export function telemetryInterceptor(): Interceptor {
     const service = req.service.typeName;
     const method = req.method.name;
     const record = (code: number, span?: Span) => {
-      instruments().rpcServerDuration.record(performance.now() - started, rpcAttrs(service, method, code));
+      rpcServerSeries(service, method, code).record(performance.now() - started);
       if (span) {
         span.setAttribute("rpc.grpc.status_code", code);
         if (code !== 0) span.setStatus({ code: SpanStatusCode.ERROR });

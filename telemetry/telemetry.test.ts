@@ -1,0 +1,199 @@
+// The hot-path pieces of @agentsh/telemetry: the fixed-shape record writer (its JSON lines are what
+// JSON.parse reads back, for hostile strings too, and what pino writes), the array histograms (their
+// data points are what was counted, as an SDK histogram reports them) and root pre-sampling.
+import { Writable } from "node:stream";
+import { type SpanContext, TraceFlags } from "@opentelemetry/api";
+import {
+  AggregationTemporality,
+  DataPointType,
+  type HistogramMetricData,
+  MeterProvider,
+  MetricReader,
+} from "@opentelemetry/sdk-metrics";
+import { describe, expect, it } from "vitest";
+import { createLogger, type FieldValue, isoTime, recordWriter } from "./log.js";
+import { collectFastMetrics, FastHistogram, metricProducer } from "./metrics.js";
+import { rootSampling, rootSpanContext, samplerFor, setRootSampling } from "./trace.js";
+
+function sink(): { lines: string[]; stream: Writable } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _e, cb) {
+      lines.push(...String(chunk).split("\n").filter(Boolean));
+      cb();
+    },
+  });
+  return { lines, stream };
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 10));
+
+const HOSTILE = [
+  "plain",
+  "",
+  'quote " and backslash \\ and C:\\Users\\dev\\.ssh\\id_rsa',
+  "controls \u0000\u0001\u0008\t\n\r\u000b\u000c\u001f\u007f",
+  "line\u2028separator\u2029",
+  "unicode é ü 漢字 😀",
+  "lone surrogates \ud800 x \udfff",
+  '"},{"level":60,"msg":"forged',
+  "</script><!--",
+];
+
+describe("recordWriter", () => {
+  const keys = ["audit", "path", "pid", "latency_ms", "missing", "nan", "ok"];
+
+  it("writes lines JSON.parse reads back exactly, for hostile strings", async () => {
+    const { lines, stream } = sink();
+    const logger = createLogger({ service: 'svc "x"', destination: stream as never, otel: false });
+    const write = recordWriter(logger, "decision\n", keys);
+    for (const s of HOSTILE) write([true, s, 42, 0.125, undefined, Number.NaN, false]);
+    await settle();
+    expect(lines).toHaveLength(HOSTILE.length);
+    lines.forEach((line, i) => {
+      const o = JSON.parse(line) as Record<string, unknown>;
+      expect(o).toEqual({
+        level: 30,
+        time: expect.any(String),
+        service: 'svc "x"',
+        audit: true,
+        path: HOSTILE[i],
+        pid: 42,
+        latency_ms: 0.125,
+        nan: null,
+        ok: false,
+        msg: "decision\n",
+      });
+      expect(new Date(o.time as string).toISOString()).toBe(o.time);
+      // One record, one line.
+      expect(line.includes("\n")).toBe(false);
+    });
+  });
+
+  it("writes what pino writes for the same fields", async () => {
+    const { lines, stream } = sink();
+    const logger = createLogger({ service: "agentsh-broker", destination: stream as never, otel: false });
+    const values: FieldValue[] = [true, 'C:\\a "b"\u0001', 7, 1.5, undefined, 3, true];
+    const sc: SpanContext = {
+      traceId: "0af7651916cd43dd8448eb211c80319c",
+      spanId: "b7ad6b7169203331",
+      traceFlags: TraceFlags.SAMPLED,
+    };
+    recordWriter(logger, "decision", keys)(values, sc);
+    const fields: Record<string, unknown> = {};
+    keys.forEach((k, i) => {
+      if (values[i] !== undefined) fields[k] = values[i];
+    });
+    logger.info({ ...fields, trace_id: sc.traceId, span_id: sc.spanId, trace_flags: "01" }, "decision");
+    await settle();
+    expect(lines).toHaveLength(2);
+    const strip = (l: string) => l.replace(/"time":"[^"]*"/, '"time":""');
+    expect(strip(lines[0]!)).toBe(strip(lines[1]!));
+  });
+
+  it("leaves trace ids out of an unsampled span and respects the level", async () => {
+    const { lines, stream } = sink();
+    const logger = createLogger({ service: "s", destination: stream as never, otel: false, level: "warn" });
+    const write = recordWriter(logger, "m", ["a"]);
+    write(["x"]);
+    logger.level = "info";
+    write(["y"], { traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331", traceFlags: 0 });
+    await settle();
+    expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toEqual([
+      { level: 30, time: expect.any(String), service: "s", a: "y", msg: "m" },
+    ]);
+  });
+});
+
+class TestReader extends MetricReader {
+  protected onForceFlush = async () => {};
+  protected onShutdown = async () => {};
+}
+
+describe("FastHistogram", () => {
+  it("publishes what was counted, as the SDK's histogram with the same buckets does", async () => {
+    const boundaries = [0.1, 1, 10];
+    const scope = { name: "test-scope-fast", version: "1.2.3" };
+    const fast = new FastHistogram("test.fast.duration", { scope, description: "d", unit: "ms", boundaries });
+    const a = fast.series({ kind: "file", code: 0 });
+    expect(fast.series({ code: 0, kind: "file" })).toBe(a); // same set, any key order
+    const b = fast.series({ kind: "registry", code: 0 });
+    const values = [0, 0.1, 0.5, 1, 1.0001, 10, 11, 1e9];
+    for (const v of values) a.record(v);
+    a.record(-1); // not a duration
+    a.record(Number.NaN);
+    b.record(3);
+
+    // The SDK's own histogram, fed the same values, through a reader that also has the producer.
+    const reader = new TestReader({ metricProducers: [metricProducer] });
+    const provider = new MeterProvider({ readers: [reader] });
+    const sdkHist = provider.getMeter("sdk-scope").createHistogram("test.sdk.duration", {
+      unit: "ms",
+      advice: { explicitBucketBoundaries: boundaries },
+    });
+    for (const v of values) sdkHist.record(v, { kind: "file", code: 0 });
+    const { resourceMetrics, errors } = await reader.collect();
+    expect(errors).toEqual([]);
+    const find = (name: string) =>
+      resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === name) as
+        | HistogramMetricData
+        | undefined;
+    const mine = find("test.fast.duration")!;
+    const theirs = find("test.sdk.duration")!;
+    expect(mine.dataPointType).toBe(DataPointType.HISTOGRAM);
+    expect(mine.aggregationTemporality).toBe(AggregationTemporality.CUMULATIVE);
+    expect(mine.descriptor).toMatchObject({ description: "d", unit: "ms" });
+    const pa = mine.dataPoints.find((p) => p.attributes.kind === "file")!;
+    expect(pa.value).toEqual(theirs.dataPoints[0]!.value);
+    expect(pa.value.buckets.counts).toEqual([2, 2, 2, 2]);
+    expect(pa.value).toMatchObject({ count: 8, min: 0, max: 1e9 });
+    const pb = mine.dataPoints.find((p) => p.attributes.kind === "registry")!;
+    expect(pb.value).toMatchObject({ count: 1, sum: 3, buckets: { counts: [0, 0, 1, 0] } });
+    const sm = resourceMetrics.scopeMetrics.find((s) => s.metrics.includes(mine))!;
+    expect(sm.scope).toEqual(scope);
+    expect(collectFastMetrics().some((s) => s.scope.name === scope.name)).toBe(true);
+    await provider.shutdown();
+  });
+});
+
+describe("root pre-sampling", () => {
+  it("follows OTEL_TRACES_SAMPLER", () => {
+    expect(samplerFor("parentbased_traceidratio", "0.01").ratio).toBe(0.01);
+    expect(samplerFor("parentbased_traceidratio", "").ratio).toBe(1);
+    expect(samplerFor("parentbased_traceidratio", "7").ratio).toBe(1);
+    expect(samplerFor("parentbased_always_off", undefined)).toEqual({ sampler: undefined, ratio: 0 });
+    expect(samplerFor("always_on", undefined).ratio).toBeUndefined();
+    expect(samplerFor("traceidratio", "0.5").ratio).toBeUndefined(); // the SDK decides
+  });
+
+  it("samples roots at the ratio, and the SDK sampler keeps those", () => {
+    const saved = rootSampling();
+    try {
+      const { sampler, ratio } = samplerFor("parentbased_traceidratio", "0.25");
+      setRootSampling(ratio);
+      let n = 0;
+      for (let i = 0; i < 20000; i++) {
+        const ctx = rootSpanContext();
+        if (!ctx) continue;
+        n++;
+        // A root the pre-sampler kept is sampled by the SDK whatever its trace id.
+        expect(sampler!.shouldSample(ctx, "ffffffffffffffffffffffffffffffff", "x", 0, {}, []).decision).toBe(
+          2,
+        );
+      }
+      expect(n / 20000).toBeGreaterThan(0.22);
+      expect(n / 20000).toBeLessThan(0.28);
+      setRootSampling(0);
+      expect(rootSpanContext()).toBeUndefined();
+    } finally {
+      setRootSampling(saved);
+    }
+  });
+});
+
+describe("isoTime", () => {
+  it("is Date#toISOString", () => {
+    for (const ms of [0, 999, 1000, 1_795_337_284_364, 1_795_337_284_000, 1_795_337_284_999, Date.now()])
+      expect(isoTime(ms)).toBe(new Date(ms).toISOString());
+  });
+});

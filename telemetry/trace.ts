@@ -1,0 +1,91 @@
+// Root spans that cost nothing when they are not sampled.
+//
+// With the default sampler (parentbased_traceidratio, 1%) the SDK's startSpan still generates two ids,
+// copies the attributes, runs the sampler and wraps a non-recording span for the 99% of decisions that
+// are not traced. `rootSpanContext()` makes the root's sampling decision first, with the configured
+// ratio: undefined means "not sampled: start no span"; otherwise start the root span in the returned
+// context, whose marker tells the SDK sampler (built in sdk.ts) that the decision is already made, so
+// a root is sampled once at the configured rate. Children follow their parent as before.
+//
+// Shared by the broker and the policy server (package @agentsh/telemetry).
+import {
+  type Context,
+  createContextKey,
+  INVALID_SPAN_CONTEXT,
+  ROOT_CONTEXT,
+  type Span,
+  trace,
+} from "@opentelemetry/api";
+import {
+  ParentBasedSampler,
+  type Sampler,
+  SamplingDecision,
+  type SamplingResult,
+  TraceIdRatioBasedSampler,
+} from "@opentelemetry/sdk-trace-base";
+
+const PRESAMPLED = createContextKey("agentsh root span already sampled");
+const PRESAMPLED_CONTEXT = ROOT_CONTEXT.setValue(PRESAMPLED, true);
+
+/** A span that records nothing (what the API returns without an SDK), shared. */
+export const NOT_SAMPLED: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+// The probability that a new root span is sampled: 0 without tracing, undefined when the configured
+// sampler is not a ratio one (then the SDK decides every time).
+let rootRatio: number | undefined = 0;
+
+/** The context to start a root span in, or undefined when this root is not sampled (start none). */
+export function rootSpanContext(): Context | undefined {
+  const r = rootRatio;
+  if (r === undefined) return ROOT_CONTEXT;
+  if (r <= 0 || Math.random() >= r) return undefined;
+  return PRESAMPLED_CONTEXT;
+}
+
+/** sdk.ts: tracing on with `sampler`/`ratio` as configured, or off (`ratio` 0). */
+export function setRootSampling(ratio: number | undefined): void {
+  rootRatio = ratio;
+}
+
+/** The root ratio as rootSpanContext uses it (tests). */
+export function rootSampling(): number | undefined {
+  return rootRatio;
+}
+
+/** A ratio sampler that honours a decision rootSpanContext already made. */
+class PresampledRatioSampler implements Sampler {
+  private readonly ratio: TraceIdRatioBasedSampler;
+  constructor(r: number) {
+    this.ratio = new TraceIdRatioBasedSampler(r);
+  }
+  shouldSample(ctx: Context, traceId: string): SamplingResult {
+    if (ctx.getValue(PRESAMPLED) === true) return { decision: SamplingDecision.RECORD_AND_SAMPLED };
+    return this.ratio.shouldSample(ctx, traceId);
+  }
+  toString(): string {
+    return `Presampled{${this.ratio.toString()}}`;
+  }
+}
+
+/**
+ * For OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (as the SDK reads them): the sampler to give the
+ * SDK (undefined: let it build its own) and the root ratio for rootSpanContext.
+ */
+export function samplerFor(
+  name: string | undefined,
+  arg: string | undefined,
+): { sampler: Sampler | undefined; ratio: number | undefined } {
+  switch (name?.trim()) {
+    case "always_off":
+    case "parentbased_always_off":
+      return { sampler: undefined, ratio: 0 };
+    case "parentbased_traceidratio": {
+      // The SDK's rule: a missing or out-of-range argument means 1.
+      const n = arg === undefined || arg.trim() === "" ? Number.NaN : Number(arg);
+      const r = Number.isFinite(n) && n >= 0 && n <= 1 ? n : 1;
+      return { sampler: new ParentBasedSampler({ root: new PresampledRatioSampler(r) }), ratio: r };
+    }
+    default:
+      return { sampler: undefined, ratio: undefined };
+  }
+}
