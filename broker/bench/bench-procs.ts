@@ -1,7 +1,7 @@
 // Process plumbing of the end-to-end benchmarks (e2e, otel): the simulator's C workload generator,
 // the broker as deployed, and /proc readings. Each part runs as its own process, as in production.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT, SIM_BIN, sleep } from "../../test/e2e/harness.js";
 
@@ -82,4 +82,31 @@ export function brokerProcess(env: Record<string, string>): ChildProcess {
     stdio: ["ignore", "ignore", "ignore"],
     env: { ...process.env, ...env },
   });
+}
+
+/**
+ * The session the simulator's synthetic workload runs in (sim_main.c: token 1, root pid 4000,
+ * workspace C:\work\s0, the simulator's default user SID), registered with the broker over its
+ * local API as the agent runtime does it (`agentsh-broker session register`), so the policy server
+ * sees the workspace: the agent's own files are then allowed by the workspace rule, as in real use
+ * (without it every write would be an unmatched write, denied and audited). The driver already has
+ * the session from the simulator; registering it again with the same root is idempotent.
+ */
+export async function registerSimSession(apiSocket: string): Promise<void> {
+  for (let i = 0; i < 200 && !existsSync(apiSocket); i++) await sleep(25);
+  const cli = spawn(
+    process.execPath,
+    [
+      join(ROOT, "broker/bin/agentsh-broker.mjs"),
+      ...["session", "register", "--token", "1", "--root-pid", "4000", "--workspace", "C:\\work\\s0"],
+      ...["--user-sid", "S-1-5-21-1000000000-1000000000-1000000000-1001", "--agent", "bench"],
+    ],
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, AGENTSH_API_SOCKET: apiSocket } },
+  );
+  let err = "";
+  cli.stderr!.on("data", (d) => {
+    err += d;
+  });
+  const code = await new Promise<number | null>((r) => cli.once("exit", r));
+  if (code !== 0) throw new Error(`agentsh-broker session register exited ${code}: ${err.slice(-500)}`);
 }

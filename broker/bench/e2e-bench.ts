@@ -9,6 +9,8 @@
 // The broker runs as deployed: the `npm run build` bundle with BROKER_NODE_FLAGS (built first).
 // Each phase starts a fresh simulator and broker and measures the steady state: the simulator runs
 // --warmup seconds of the same load first (connection set-up, JIT, first streams) without recording.
+// The workload's session is registered with the broker as the agent runtime would (bench-procs.ts),
+// so its workspace files are allowed by the policy's workspace rule.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,6 +21,7 @@ import {
   brokerProcess,
   buildBroker,
   cpuSeconds,
+  registerSimSession,
   rssMb,
   type SimReport,
   simRun,
@@ -28,13 +31,15 @@ import {
 const WARMUP_S = "2";
 
 function startBroker(dir: string, portSocket: string, server: string) {
-  return brokerProcess({
+  const api = join(dir, `broker-${Date.now()}.sock`);
+  const proc = brokerProcess({
     AGENTSH_SIM_SOCKET: portSocket,
     AGENTSH_DRIVER_LIBRARY: SIM_LIB,
     AGENTSH_SERVER_ADDRESSES: server,
-    AGENTSH_API_SOCKET: join(dir, `broker-${Date.now()}.sock`),
+    AGENTSH_API_SOCKET: api,
     AGENTSH_DRIVER_TIMEOUT_MS: "5000",
   });
+  return { proc, registered: registerSimSession(api) };
 }
 
 /** One workload run: a fresh simulator waits for a fresh broker, runs, reports. */
@@ -48,9 +53,10 @@ async function phase(
   const portSocket = join(dir, `port-${Date.now()}.sock`);
   const sim = simRun(portSocket, ["--warmup", warmupS, ...args]);
   await sleep(200);
-  const broker = startBroker(dir, portSocket, server);
+  const { proc: broker, registered } = startBroker(dir, portSocket, server);
   const finish = sample?.(broker.pid!);
   try {
+    await registered; // well inside the warm-up
     const report = await sim.report;
     return { report, sampled: finish?.() ?? {} };
   } finally {

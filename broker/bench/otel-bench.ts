@@ -1,15 +1,22 @@
 // otel group: what OpenTelemetry costs end to end. The whole system as in production (driver
 // simulator issuing operations from C, the broker as deployed (bench-procs.ts), `agentsh-policy
-// serve`, each its own process) runs the same unpaced uncached workload (every operation a new path, so every one goes
-// through broker, gRPC and engine: the instrumented path, the worst case) in interleaved rounds:
+// serve`, each its own process) runs an unpaced uncached workload (every operation a new path, so
+// every one goes through broker, gRPC and engine: the instrumented path) in interleaved rounds:
 //   none:   OTEL_SDK_DISABLED=true (the API is a no-op everywhere)
 //   full:   every signal on with the shipped defaults: metrics on the Prometheus endpoints, scraped
 //           every second; traces (1% of decisions) and logs exported with OTLP/HTTP to a receiver
 //           in this process
 //   traced: full, with every decision traced (OTEL_TRACES_SAMPLER=parentbased_always_on)
-// instrumentation_overhead_pct = (throughput none - throughput full) / throughput none * 100 from
-// the summed operations of the rounds; otel_overhead_pct_all_traced the same for traced; and the CPU
-// each process spends per decision (less sensitive to other load on the machine than throughput).
+// Two workloads:
+//   agent:   the simulator's synthetic agent (files in its workspace, 10% registry), its session
+//            registered with the broker as the agent runtime does it: workspace files are allowed,
+//            registry writes denied; only those (about 3%) are audit records
+//   audited: the worst case for logging: every operation a write outside any rule (no session
+//            registered), so every decision is a deny with an audit record (also an OTLP log record)
+// instrumentation_overhead_pct = (throughput none - throughput full) / throughput none * 100 on the
+// agent workload, from the summed operations of the rounds; otel_overhead_pct_all_traced the same
+// for traced; otel_overhead_pct_all_audited for full on the audited workload; and the CPU each
+// process spends per decision (less sensitive to other load on the machine than throughput).
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
@@ -18,7 +25,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BenchGroup } from "../../test/bench/main.js";
 import { freePort, ROOT, SIM_LIB, sleep } from "../../test/e2e/harness.js";
-import { brokerProcess, buildBroker, cpuSeconds, simRun, stop } from "./bench-procs.js";
+import { brokerProcess, buildBroker, cpuSeconds, registerSimSession, simRun, stop } from "./bench-procs.js";
 
 /** A stand-in OpenTelemetry collector: accepts OTLP/HTTP exports, counts them. */
 async function otlpReceiver(): Promise<{ url: string; bytes: () => number; close: () => void }> {
@@ -48,8 +55,11 @@ interface Round {
 }
 
 type Mode = "none" | "full" | "traced";
+type Workload = "agent" | "audited";
 
-async function round(mode: Mode, seconds: number, otlp: string): Promise<Round> {
+const WARMUP_S = 2;
+
+async function round(mode: Mode, workload: Workload, seconds: number, otlp: string): Promise<Round> {
   const dir = mkdtempSync(join(tmpdir(), "agentsh-bench-otel-"));
   const [serverPort, brokerMetrics, serverMetrics] = [await freePort(), await freePort(), await freePort()];
   const otel = (promPort: number): Record<string, string> =>
@@ -86,17 +96,20 @@ async function round(mode: Mode, seconds: number, otlp: string): Promise<Round> 
     await sleep(1500);
     sim = simRun(portSocket, [
       ...["--paths", "1000000", "--hot-share", "0", "--rate", "0", "--threads", "16"],
-      ...["--duration", String(seconds)],
+      ...(workload === "audited" ? ["--write-share", "1", "--registry-share", "0"] : []),
+      ...["--warmup", String(WARMUP_S), "--duration", String(seconds)],
     ]);
     await sleep(200);
+    const api = join(dir, "broker.sock");
     broker = brokerProcess({
       ...otel(brokerMetrics),
       AGENTSH_SIM_SOCKET: portSocket,
       AGENTSH_DRIVER_LIBRARY: SIM_LIB,
       AGENTSH_SERVER_ADDRESSES: `127.0.0.1:${serverPort}`,
-      AGENTSH_API_SOCKET: join(dir, "broker.sock"),
+      AGENTSH_API_SOCKET: api,
       AGENTSH_DRIVER_TIMEOUT_MS: "5000",
     });
+    if (workload === "agent") await registerSimSession(api);
     if (mode !== "none") {
       // A Prometheus that scrapes every second (collection is part of the cost).
       scraper = setInterval(() => {
@@ -107,10 +120,11 @@ async function round(mode: Mode, seconds: number, otlp: string): Promise<Round> 
       }, 1000);
     }
     const b0 = { t: 0, s: 0 };
+    // From the end of the simulator's warm-up (its report covers the operations after it).
     const warm = setTimeout(() => {
       b0.t = cpuSeconds(broker!.pid!);
       b0.s = cpuSeconds(server.pid!);
-    }, 500);
+    }, WARMUP_S * 1000);
     const report = await sim.report.finally(() => clearTimeout(warm));
     const bt = cpuSeconds(broker.pid!) - b0.t;
     const st = cpuSeconds(server.pid!) - b0.s;
@@ -135,44 +149,50 @@ const run: BenchGroup = async ({ quick, log }) => {
   const receiver = await otlpReceiver();
   const seconds = quick ? 3 : 6;
   const rounds = quick ? 2 : 4;
-  const total: Record<Mode, Round[]> = { none: [], full: [], traced: [] };
-  const modes: Mode[] = ["none", "full", "traced"];
+  type Kind = `${Workload}/${Mode}`;
+  const total: Record<string, Round[]> = {};
+  // Each round runs every kind once, in an order rotated from round to round, so drift over the
+  // run favours no kind.
+  const kinds: Kind[] = ["agent/none", "agent/full", "agent/traced", "audited/none", "audited/full"];
   try {
     for (let i = 0; i < rounds; i++) {
-      // Rotate the order, so drift over the run favours no mode.
-      for (let j = 0; j < modes.length; j++) {
-        const mode = modes[(i + j) % modes.length]!;
-        const r = await round(mode, seconds, receiver.url);
-        total[mode].push(r);
+      for (let j = 0; j < kinds.length; j++) {
+        const kind = kinds[(i + j) % kinds.length]!;
+        const [workload, mode] = kind.split("/") as [Workload, Mode];
+        const r = await round(mode, workload, seconds, receiver.url);
+        total[kind] = [...(total[kind] ?? []), r];
         log(
-          `${mode.padEnd(6)} ${(r.ops / r.seconds).toFixed(0)} uncached decisions/s, CPU/decision: broker ${r.brokerCpuUsPerOp.toFixed(1)} us, server ${r.serverCpuUsPerOp.toFixed(1)} us`,
+          `${kind.padEnd(13)} ${(r.ops / r.seconds).toFixed(0)} uncached decisions/s, CPU/decision: broker ${r.brokerCpuUsPerOp.toFixed(1)} us, server ${r.serverCpuUsPerOp.toFixed(1)} us`,
         );
       }
     }
   } finally {
     receiver.close();
   }
-  const rate = (rs: Round[]) => rs.reduce((a, r) => a + r.ops, 0) / rs.reduce((a, r) => a + r.seconds, 0);
-  const mean = (rs: Round[], f: (r: Round) => number) => rs.reduce((a, r) => a + f(r), 0) / rs.length;
-  const none = rate(total.none);
-  const full = rate(total.full);
-  const traced = rate(total.traced);
-  log(`OTLP received: ${(receiver.bytes() / 1e6).toFixed(1)} MB`);
-  const cpu = (m: Mode) => mean(total[m], (r) => r.brokerCpuUsPerOp + r.serverCpuUsPerOp);
-  return {
-    instrumentation_overhead_pct: ((none - full) / none) * 100,
-    otel_overhead_pct_all_traced: ((none - traced) / none) * 100,
-    otel_cpu_overhead_pct: ((cpu("full") - cpu("none")) / cpu("none")) * 100,
-    otel_cpu_overhead_pct_all_traced: ((cpu("traced") - cpu("none")) / cpu("none")) * 100,
-    otel_uncached_per_s_none: none,
-    otel_uncached_per_s_full: full,
-    otel_uncached_per_s_traced: traced,
-    otel_broker_cpu_us_per_decision_none: mean(total.none, (r) => r.brokerCpuUsPerOp),
-    otel_broker_cpu_us_per_decision_full: mean(total.full, (r) => r.brokerCpuUsPerOp),
-    otel_broker_cpu_us_per_decision_traced: mean(total.traced, (r) => r.brokerCpuUsPerOp),
-    otel_server_cpu_us_per_decision_none: mean(total.none, (r) => r.serverCpuUsPerOp),
-    otel_server_cpu_us_per_decision_full: mean(total.full, (r) => r.serverCpuUsPerOp),
-    otel_server_cpu_us_per_decision_traced: mean(total.traced, (r) => r.serverCpuUsPerOp),
+  const rate = (k: Kind) => {
+    const rs = total[k]!;
+    return rs.reduce((a, r) => a + r.ops, 0) / rs.reduce((a, r) => a + r.seconds, 0);
   };
+  const mean = (k: Kind, f: (r: Round) => number) =>
+    total[k]!.reduce((a, r) => a + f(r), 0) / total[k]!.length;
+  const cpu = (k: Kind) => mean(k, (r) => r.brokerCpuUsPerOp + r.serverCpuUsPerOp);
+  const cost = (k: Kind, base: Kind) => ((rate(base) - rate(k)) / rate(base)) * 100;
+  const cpuCost = (k: Kind, base: Kind) => ((cpu(k) - cpu(base)) / cpu(base)) * 100;
+  log(`OTLP received: ${(receiver.bytes() / 1e6).toFixed(1)} MB`);
+  const out: Record<string, number> = {
+    instrumentation_overhead_pct: cost("agent/full", "agent/none"),
+    otel_overhead_pct_all_traced: cost("agent/traced", "agent/none"),
+    otel_overhead_pct_all_audited: cost("audited/full", "audited/none"),
+    otel_cpu_overhead_pct: cpuCost("agent/full", "agent/none"),
+    otel_cpu_overhead_pct_all_traced: cpuCost("agent/traced", "agent/none"),
+    otel_cpu_overhead_pct_all_audited: cpuCost("audited/full", "audited/none"),
+  };
+  for (const k of kinds) {
+    const name = k.replace("/", "_");
+    out[`otel_uncached_per_s_${name}`] = rate(k);
+    out[`otel_broker_cpu_us_per_decision_${name}`] = mean(k, (r) => r.brokerCpuUsPerOp);
+    out[`otel_server_cpu_us_per_decision_${name}`] = mean(k, (r) => r.serverCpuUsPerOp);
+  }
+  return out;
 };
 export default run;
