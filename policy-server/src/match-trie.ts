@@ -122,32 +122,49 @@ export class Trie {
   }
 
   private walk(n: Node, keys: readonly string[], i: number): void {
-    if (n.min >= this.bestRank) return;
-    const rem = keys.length - i;
-    if (rem < n.minLen || rem > n.maxLen) return;
-    if (rem === 0) {
-      if (n.term < this.bestRank) {
-        this.bestRank = n.term;
-        this.bestId = n.termId;
+    // A node with only literal children passes the walk on to at most one child: that step is a
+    // loop iteration, not a call (most nodes are such links in a chain of literal components).
+    for (;;) {
+      if (n.min >= this.bestRank) return;
+      const rem = keys.length - i;
+      if (rem < n.minLen || rem > n.maxLen) return;
+      if (rem === 0) {
+        if (n.term < this.bestRank) {
+          this.bestRank = n.term;
+          this.bestId = n.termId;
+        }
+        if (n.star !== null) this.walk(n.star, keys, i);
+        return;
       }
-      if (n.star !== null) this.walk(n.star, keys, i);
+      const c = keys[i]!;
+      let next: Node | undefined;
+      if (n.one !== null) {
+        if (c === n.one) next = n.oneNode!;
+      } else if (n.litKeys !== null) {
+        const ks = n.litKeys;
+        for (let j = 0; j < ks.length; j++) {
+          if (ks[j] === c) {
+            next = n.litNodes![j]!;
+            break;
+          }
+        }
+      } else if (n.lit !== null && (n.litLens & lenBit(c.length)) !== 0) {
+        next = n.lit.get(c);
+      }
+      if (n.ext === null && n.globs === null && n.star === null) {
+        if (next === undefined) return;
+        n = next;
+        i++;
+        continue;
+      }
+      if (next !== undefined) this.walk(next, keys, i + 1);
+      this.walkOthers(n, keys, i, c);
       return;
     }
-    const c = keys[i]!;
-    if (n.one !== null) {
-      if (c === n.one) this.walk(n.oneNode!, keys, i + 1);
-    } else if (n.litKeys !== null) {
-      const ks = n.litKeys;
-      for (let j = 0; j < ks.length; j++) {
-        if (ks[j] === c) {
-          this.walk(n.litNodes![j]!, keys, i + 1);
-          break;
-        }
-      }
-    } else if (n.lit !== null && (n.litLens & lenBit(c.length)) !== 0) {
-      const ch = n.lit.get(c);
-      if (ch !== undefined) this.walk(ch, keys, i + 1);
-    }
+  }
+
+  /** The non-literal children of n for component c = keys[i]: `*.EXT`, other globs, `**`. */
+  private walkOthers(n: Node, keys: readonly string[], i: number, c: string): void {
     if (n.ext !== null) {
       const dot = lastDot(c);
       if (dot >= 0 && (n.extLens & lenBit(c.length - dot - 1)) !== 0) {
