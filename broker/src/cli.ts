@@ -8,7 +8,7 @@ import { Broker } from "./broker.js";
 import { ConfigError, envName, KEYS, loadConfig } from "./config.js";
 import { serveLocal, sessionClient, sessionRoutes } from "./session/session-api.js";
 import { statusRoutes } from "./status.js";
-import { auditHook, createLogger, startTelemetry } from "./telemetry.js";
+import { auditHook, createLogger, resultHook, startTelemetry } from "./telemetry.js";
 
 const USAGE = `usage: agentsh-broker <command> [options]
 
@@ -149,7 +149,11 @@ async function run(cfg: ReturnType<typeof loadConfig>): Promise<void> {
   const telemetry = await startTelemetry("agentsh-broker", { host: cfg.host });
   const logger = createLogger({ service: "agentsh-broker" });
   const log = (line: string) => logger.info(line);
-  const broker = new Broker(cfg, { log, onDecision: auditHook(logger) });
+  const broker = new Broker(cfg, {
+    log,
+    onDecision: auditHook(logger),
+    ...(cfg.driver.auditResults ? { onEvent: resultHook(logger) } : {}),
+  });
   if (telemetry.scrapeUrl) log(`metrics on ${telemetry.scrapeUrl}`);
   const api = await serveLocal(cfg.api.socket, (r) => {
     sessionRoutes(broker)(r);

@@ -31,7 +31,12 @@ describe("broker config", () => {
       failMode: 0,
       policyQueryTimeoutMs: 5000,
       cacheMaxEntries: 4096,
+      flags: 0, // registry outcomes are not reported unless asked for
     });
+    expect(driverConfigOf(loadConfig(undefined, { AGENTSH_DRIVER_AUDIT_RESULTS: "true" })).flags).toBe(1);
+    expect(() => loadConfig(undefined, { AGENTSH_DRIVER_AUDIT_RESULTS: "maybe" })).toThrow(
+      /driver\.audit_results.*must be true or false/s,
+    );
   });
 
   it("reads YAML and lets the environment win", () => {

@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { isMap, LineCounter, parseDocument } from "yaml";
-import { ConfigLimits, FailMode } from "./port/protocol.js";
+import { ConfigFlag, ConfigLimits, FailMode } from "./port/protocol.js";
 
 type Kind = "int" | "string" | "list" | "enum" | "bool";
 interface KeySpec {
@@ -155,6 +155,12 @@ export const KEYS: readonly KeySpec[] = [
     help: "driver's probe interval while failing",
   },
   {
+    path: "driver.audit_results",
+    kind: "bool",
+    def: false,
+    help: "the driver also reports the outcome of every registry operation (logged as audit records)",
+  },
+  {
     path: "api.socket",
     kind: "string",
     def: DEFAULT_SOCKET,
@@ -198,6 +204,7 @@ export interface BrokerConfig {
     cacheDefaultTtlMs: number;
     cacheMaxTtlMs: number;
     probeIntervalMs: number;
+    auditResults: boolean;
   };
   api: { socket: string };
   stateFile: string;
@@ -286,7 +293,7 @@ export function driverConfigOf(cfg: BrokerConfig) {
     cacheDefaultTTLMs: d.cacheDefaultTtlMs,
     cacheMaxTTLMs: d.cacheMaxTtlMs,
     probeIntervalMs: d.probeIntervalMs,
-    flags: 0,
+    flags: d.auditResults ? ConfigFlag.AUDIT_RESULTS : 0,
   };
 }
 

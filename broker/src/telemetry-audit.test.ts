@@ -7,7 +7,8 @@ import { createLogger } from "@agentsh/telemetry";
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import type { DecisionRecord } from "./decide.js";
-import { AUDIT_FIELDS, auditHook } from "./telemetry-audit.js";
+import { MsgType, RegOp } from "./port/protocol.js";
+import { AUDIT_FIELDS, auditHook, resultHook } from "./telemetry-audit.js";
 import { decisionDone, decisionStarted } from "./telemetry-decision.js";
 import { brokerHistograms } from "./telemetry-metrics.js";
 
@@ -39,6 +40,44 @@ function rec(path: string, decision: Decision, source: DecisionRecord["source"])
 }
 
 describe("audit record", () => {
+  it("of a registry operation's outcome (driver.audit_results): status, success, operation", async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _e, cb) {
+        lines.push(...String(chunk).split("\n").filter(Boolean));
+        cb();
+      },
+    });
+    const hook = resultHook(createLogger({ service: "agentsh-broker", destination: sink as never }));
+    const ev = {
+      type: MsgType.AUDIT_EVENT,
+      requestId: 0n,
+      sessionToken: 7n,
+      processId: 4004,
+      kind: 2,
+      operation: RegOp.SET_VALUE,
+      status: 0xc0000022 | 0, // STATUS_ACCESS_DENIED
+      path: "\\REGISTRY\\MACHINE\\SOFTWARE\\x",
+      valueName: "v",
+    } as const;
+    hook(ev as Parameters<typeof hook>[0]);
+    hook({ ...ev, status: 0 } as Parameters<typeof hook>[0]);
+    await new Promise((r) => setTimeout(r, 20));
+    const [denied, ok] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(denied).toMatchObject({
+      audit: true,
+      event: "registry_result",
+      session: "7",
+      pid: 4004,
+      operation: "set_value",
+      path: ev.path,
+      value_name: "v",
+      status: "0xc0000022",
+      succeeded: false,
+    });
+    expect(ok).toMatchObject({ status: "0x00000000", succeeded: true });
+  });
+
   it("has every field, as JSON that parses back, and none for a plain allowed server answer", async () => {
     const lines: string[] = [];
     const sink = new Writable({

@@ -8,6 +8,8 @@
 import { Decision } from "@agentsh/proto";
 import { type FieldValue, type Logger, recordWriter } from "@agentsh/telemetry";
 import type { DecisionRecord } from "./decide.js";
+import type { DriverEvent } from "./port/port-client.js";
+import { MsgType, RegOp } from "./port/protocol.js";
 import { decisionName, kindName, operationName } from "./telemetry-metrics.js";
 
 /** The audit record's fields, in the order they are written. */
@@ -68,5 +70,33 @@ export function auditHook(logger: Logger): (rec: DecisionRecord) => void {
   return (rec) => {
     if (!isAudited(rec)) return;
     write(auditValues(rec, values), rec.span?.spanContext());
+  };
+}
+
+const REG_OP_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(RegOp).map(([name, v]) => [v, name.toLowerCase()]),
+);
+
+/**
+ * A Broker onEvent hook that writes the driver's report of how a registry operation ended (sent
+ * only with driver.audit_results): an audit record with the NTSTATUS, next to the decision's own.
+ */
+export function resultHook(logger: Logger): (ev: DriverEvent) => void {
+  return (ev) => {
+    if (ev.type !== MsgType.AUDIT_EVENT) return;
+    logger.info(
+      {
+        audit: true,
+        event: "registry_result",
+        session: String(ev.sessionToken),
+        pid: ev.processId,
+        operation: REG_OP_NAMES[ev.operation] ?? String(ev.operation),
+        path: ev.path,
+        value_name: ev.valueName || undefined,
+        status: `0x${(ev.status >>> 0).toString(16).padStart(8, "0")}`,
+        succeeded: ev.status >= 0,
+      },
+      "registry operation result",
+    );
   };
 }

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { startSdk, type Telemetry, type TelemetryOptions } from "@agentsh/telemetry";
 
 export { activeTelemetry, createLogger, type Logger, type Telemetry } from "@agentsh/telemetry";
-export { auditHook, isAudited } from "./telemetry-audit.js";
+export { auditHook, isAudited, resultHook } from "./telemetry-audit.js";
 
 /** Default Prometheus port of the broker (the OpenTelemetry default); the policy server's is 9465. */
 export const BROKER_PROMETHEUS_PORT = 9464;

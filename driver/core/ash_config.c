@@ -14,6 +14,7 @@ void AgentshConfigDefaults(_Out_ AGENTSH_CORE_CONFIG *Config)
     Config->CacheDefaultTTLMs = AGENTSH_CONFIG_CACHE_TTL_DEFAULT_MS;
     Config->CacheMaxTTLMs = AGENTSH_CONFIG_CACHE_MAX_TTL_DEFAULT_MS;
     Config->ProbeIntervalMs = AGENTSH_CONFIG_PROBE_DEFAULT_MS;
+    Config->Flags = AGENTSH_CONFIG_DEFAULT_FLAGS;
 }
 
 #define AGENTSH_IN_RANGE(v, lo, hi) ((v) >= (lo) && (v) <= (hi))
@@ -30,7 +31,7 @@ NTSTATUS AgentshConfigValidate(_In_ const AGENTSH_CONFIG *M)
         !AGENTSH_IN_RANGE(M->CacheMaxTTLMs, AGENTSH_CONFIG_CACHE_TTL_MIN_MS, AGENTSH_CONFIG_CACHE_TTL_MAX_MS) ||
         M->CacheMaxTTLMs < M->CacheDefaultTTLMs ||
         !AGENTSH_IN_RANGE(M->ProbeIntervalMs, AGENTSH_CONFIG_PROBE_MIN_MS, AGENTSH_CONFIG_PROBE_MAX_MS) ||
-        M->Flags != 0) {
+        (M->Flags & ~AGENTSH_CONFIG_FLAGS_VALID) != 0) {
         return STATUS_INVALID_PARAMETER;
     }
     return STATUS_SUCCESS;

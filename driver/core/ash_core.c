@@ -425,7 +425,11 @@ BOOLEAN AgentshCoreAudit(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId, _In_
     UINT64 token = 0;
     void *msg;
     UINT32 size;
-    if (AgentshExclusionContains(&Core->Exclusion, ProcessId) ||
+    UINT32 flags;
+    AgentshLockShared(&Core->ConfigLock);
+    flags = Core->Config.Flags;
+    AgentshUnlockShared(&Core->ConfigLock);
+    if ((flags & AGENTSH_CONFIG_FLAG_AUDIT_RESULTS) == 0 || AgentshExclusionContains(&Core->Exclusion, ProcessId) ||
         !AgentshSessionLookupProcess(&Core->Sessions, ProcessId, &token)) {
         return FALSE;
     }

@@ -96,6 +96,7 @@ static NTSTATUS AgentshDispatchConfig(_Inout_ AGENTSH_CORE *Core, _In_ const UIN
     Core->Config.CacheDefaultTTLMs = c.CacheDefaultTTLMs;
     Core->Config.CacheMaxTTLMs = c.CacheMaxTTLMs;
     Core->Config.ProbeIntervalMs = c.ProbeIntervalMs;
+    Core->Config.Flags = c.Flags;
     AgentshUnlockExclusive(&Core->ConfigLock);
     /* outside the config lock: no two core locks held at once */
     AgentshCacheSetCapacity(&Core->Cache, c.CacheMaxEntries);

@@ -270,6 +270,7 @@ typedef struct _AGENTSH_CORE_CONFIG {
     UINT32 CacheDefaultTTLMs;
     UINT32 CacheMaxTTLMs;
     UINT32 ProbeIntervalMs;
+    UINT32 Flags;               /* AGENTSH_CONFIG_FLAG_* */
 } AGENTSH_CORE_CONFIG;
 
 void AgentshConfigDefaults(_Out_ AGENTSH_CORE_CONFIG *Config);
@@ -365,7 +366,8 @@ BOOLEAN AgentshCoreShouldCheck(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId
 BOOLEAN AgentshCoreProcessCreated(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId, _In_ UINT32 CreatorProcessId,
     _In_ UINT32 ParentProcessId, _In_ const AGENTSH_USTR *ImagePath);
 BOOLEAN AgentshCoreProcessTerminated(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId, _In_ INT32 ExitStatus);
-/* Post-operation record (MSG_AUDIT_EVENT) for a tracked process. */
+/* Post-operation record (MSG_AUDIT_EVENT) for a tracked process, when the config asks for them
+ * (AGENTSH_CONFIG_FLAG_AUDIT_RESULTS); FALSE when nothing was queued. */
 BOOLEAN AgentshCoreAudit(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId, _In_ UINT32 Kind, _In_ UINT32 Operation,
     _In_ INT32 Status, _In_ const AGENTSH_USTR *Path, _In_ const AGENTSH_USTR *ValueName);
 

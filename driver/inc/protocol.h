@@ -225,6 +225,12 @@ extern "C" {
 #define AGENTSH_CONFIG_PROBE_MAX_MS             60000u
 #define AGENTSH_CONFIG_PROBE_DEFAULT_MS         1000u
 #define AGENTSH_CONFIG_DEFAULT_FAIL_MODE        FAIL_MODE_OPEN
+/* AGENTSH_CONFIG.Flags. AUDIT_RESULTS: send MSG_AUDIT_EVENT with the outcome (NTSTATUS) of every
+ * filtered registry operation. Off by default: every decision already reaches the broker's audit log,
+ * and the outcomes double the driver's messages for registry work; a site that wants them asks. */
+#define AGENTSH_CONFIG_FLAG_AUDIT_RESULTS       0x00000001u
+#define AGENTSH_CONFIG_FLAGS_VALID              0x00000001u
+#define AGENTSH_CONFIG_DEFAULT_FLAGS            0u
 
 /* ---------------------------------------------------------------------------------------------
  * Structures. All little-endian, naturally aligned, no implicit padding (asserted below).
@@ -347,7 +353,7 @@ typedef struct _AGENTSH_CONFIG {
     UINT32 CacheDefaultTTLMs;
     UINT32 CacheMaxTTLMs;       /* >= CacheDefaultTTLMs */
     UINT32 ProbeIntervalMs;
-    UINT32 Flags;               /* reserved, 0 */
+    UINT32 Flags;               /* AGENTSH_CONFIG_FLAG_*; other bits 0 */
 } AGENTSH_CONFIG, *PAGENTSH_CONFIG;
 
 /* MSG_METRICS_REPLY (driver -> user, output of GET_METRICS), 184 bytes */

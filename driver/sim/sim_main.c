@@ -59,7 +59,7 @@ static void Usage(FILE *f)
         "  --volume X:=DEVICE     drive letter mapping, repeatable; defaults C:=\\Device\\HarddiskVolume3,\n"
         "                         D:=\\Device\\HarddiskVolume4\n"
         "  --user-sid SID         SID used for HKCU (default S-1-5-21-1000000000-1000000000-1000000000-1001)\n"
-        "  --no-audit             do not send MSG_AUDIT_EVENT after registry operations\n"
+        "  --no-audit             no MSG_AUDIT_EVENT after registry operations (else sent when the config asks)\n"
         "  --responder MODE       built-in port client: none (default; wait for the broker) | allow | deny\n"
         "  --deny-substring TEXT  built-in responder denies paths containing TEXT (ASCII, any case)\n"
         "  --responder-ttl MS     TTL the built-in responder returns (default: AGENTSH_TTL_DEFAULT)\n"

@@ -261,7 +261,10 @@ static void test_config_validation_boundaries(void)
     msg.PolicyQueryTimeoutMs = 5000; msg.MaxConsecutiveFailures = 10; msg.CacheMaxEntries = 4096;
     msg.CacheDefaultTTLMs = 5000; msg.CacheMaxTTLMs = 5000; msg.ProbeIntervalMs = 1000;
     CHECK(Dispatch(&core, &msg, sizeof(msg)) == STATUS_SUCCESS);
-    msg.Flags = 1;
+    msg.Flags = AGENTSH_CONFIG_FLAG_AUDIT_RESULTS;
+    CHECK(Dispatch(&core, &msg, sizeof(msg)) == STATUS_SUCCESS);
+    CHECK_EQ(core.Config.Flags, AGENTSH_CONFIG_FLAG_AUDIT_RESULTS);
+    msg.Flags = 2;                                                   /* an unknown flag */
     CHECK(Dispatch(&core, &msg, sizeof(msg)) == STATUS_INVALID_PARAMETER);
     msg.Flags = 0;
     msg.Header.Size = 44;
@@ -496,6 +499,9 @@ static void test_notifications(void)
     CHECK_EQ(ev.CreatorProcessId, 100);
     CHECK_EQ(ev.SessionToken, 7);
     CHECK_EQ(ev.ImagePath.Length, img.Length);
+    /* outcomes of registry operations only when the config asks for them */
+    CHECK(!AgentshCoreAudit(&core, 104, AGENTSH_KIND_REGISTRY, REG_OP_SET_VALUE, 0, &path, &val));
+    core.Config.Flags = AGENTSH_CONFIG_FLAG_AUDIT_RESULTS;
     CHECK(AgentshCoreAudit(&core, 104, AGENTSH_KIND_REGISTRY, REG_OP_SET_VALUE, 0, &path, &val));
     CHECK(!AgentshCoreAudit(&core, 999, AGENTSH_KIND_REGISTRY, REG_OP_SET_VALUE, 0, &path, &val));
     CHECK(AgentshCoreProcessTerminated(&core, 104, 3));

@@ -55,6 +55,12 @@ export const FailState = { NORMAL: 0, FAILING: 1 } as const;
 export const Ttl = { NO_CACHE: 0, DEFAULT: 0xffffffff } as const;
 
 /** The seeds' ranges and defaults (plus CacheMaxTTLMs and ProbeIntervalMs). */
+/** AGENTSH_CONFIG.Flags. */
+export const ConfigFlag = {
+  /** MSG_AUDIT_EVENT with the outcome of every filtered registry operation (off by default). */
+  AUDIT_RESULTS: 0x1,
+} as const;
+
 export const ConfigLimits = {
   PolicyQueryTimeoutMs: { min: 100, max: 60000, default: 5000 },
   MaxConsecutiveFailures: { min: 1, max: 1000, default: 10 },
@@ -104,6 +110,9 @@ export const C_CONSTANTS: Record<string, number> = {
   AGENTSH_CONFIG_PROBE_MAX_MS: ConfigLimits.ProbeIntervalMs.max,
   AGENTSH_CONFIG_PROBE_DEFAULT_MS: ConfigLimits.ProbeIntervalMs.default,
   AGENTSH_CONFIG_DEFAULT_FAIL_MODE: FailMode.OPEN,
+  AGENTSH_CONFIG_FLAG_AUDIT_RESULTS: 0x1,
+  AGENTSH_CONFIG_FLAGS_VALID: 0x1,
+  AGENTSH_CONFIG_DEFAULT_FLAGS: 0,
 };
 
 function prefixed(prefix: string, table: Record<string, number>): Record<string, number> {
