@@ -18,6 +18,8 @@ import { RelayError } from "./relay-error.js";
 const BATCH_HEADER = "agentsh-check-batch";
 /** Most checks in one message (a fuller turn sends several). */
 const MAX_BATCH = 64;
+/** Checks in flight up to which a check is sent at once rather than batched. */
+const LIGHT_LOAD = 2;
 
 interface Pending {
   resolve: (r: CheckResponse) => void;
@@ -82,12 +84,13 @@ export class CheckStreams {
       }, wait);
       slot.pending.set(id, { resolve, reject, timer });
       const check: CheckRequest = { ...req, requestId: id };
-      if (!slot.batches) {
+      // Light load (this check and at most one other in flight, nothing queued): no reason to wait.
+      if (!slot.batches || (slot.queue.length === 0 && this.inFlight() <= LIGHT_LOAD)) {
         this.send(slot, check, []);
         return;
       }
-      // Checks that become ready in the same turn of the event loop (several driver messages
-      // read at once, answers that release more) leave together, when the turn ends.
+      // Under load, checks that become ready in the same turn of the event loop (several driver
+      // messages read at once, answers that release more) leave together, when the turn ends.
       slot.queue.push(check);
       if (slot.queue.length === 1) {
         this.filling = slot;

@@ -54,7 +54,7 @@ describe("relay", () => {
   });
 
   it.each([
-    [true, 3],
+    [true, 5],
     [false, 21],
   ])(
     "checks ready in one turn leave in one message when the server announces batches (%s)",
@@ -68,7 +68,9 @@ describe("relay", () => {
       );
       expect(all.every((d) => d.source === "server" && d.response.decision === Decision.ALLOW)).toBe(true);
       expect(s.calls.streamChecks).toBe(21);
-      // Batches: the first check, one on the second stream (not yet announced), then one batch.
+      // Batches: the first check; then, of the 20: two alone on the second stream (its server has not
+      // announced batches yet), one alone while at most two are in flight (light load), and the other
+      // 17 in one message.
       expect(s.calls.stream).toBe(messages);
     },
   );
