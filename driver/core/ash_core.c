@@ -419,17 +419,22 @@ BOOLEAN AgentshCoreProcessTerminated(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 Pro
     return TRUE;
 }
 
+BOOLEAN AgentshCoreAuditResultsWanted(_Inout_ AGENTSH_CORE *Core)
+{
+    UINT32 flags;
+    AgentshLockShared(&Core->ConfigLock);
+    flags = Core->Config.Flags;
+    AgentshUnlockShared(&Core->ConfigLock);
+    return (flags & AGENTSH_CONFIG_FLAG_AUDIT_RESULTS) != 0;
+}
+
 BOOLEAN AgentshCoreAudit(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId, _In_ UINT32 Kind, _In_ UINT32 Operation,
     _In_ INT32 Status, _In_ const AGENTSH_USTR *Path, _In_ const AGENTSH_USTR *ValueName)
 {
     UINT64 token = 0;
     void *msg;
     UINT32 size;
-    UINT32 flags;
-    AgentshLockShared(&Core->ConfigLock);
-    flags = Core->Config.Flags;
-    AgentshUnlockShared(&Core->ConfigLock);
-    if ((flags & AGENTSH_CONFIG_FLAG_AUDIT_RESULTS) == 0 || AgentshExclusionContains(&Core->Exclusion, ProcessId) ||
+    if (!AgentshCoreAuditResultsWanted(Core) || AgentshExclusionContains(&Core->Exclusion, ProcessId) ||
         !AgentshSessionLookupProcess(&Core->Sessions, ProcessId, &token)) {
         return FALSE;
     }

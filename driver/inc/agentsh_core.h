@@ -366,6 +366,9 @@ BOOLEAN AgentshCoreShouldCheck(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId
 BOOLEAN AgentshCoreProcessCreated(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId, _In_ UINT32 CreatorProcessId,
     _In_ UINT32 ParentProcessId, _In_ const AGENTSH_USTR *ImagePath);
 BOOLEAN AgentshCoreProcessTerminated(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId, _In_ INT32 ExitStatus);
+/* The config asks for the outcomes of registry operations (AGENTSH_CONFIG_FLAG_AUDIT_RESULTS): the
+ * kernel's post-operation callback checks this before it looks up the key's name. */
+BOOLEAN AgentshCoreAuditResultsWanted(_Inout_ AGENTSH_CORE *Core);
 /* Post-operation record (MSG_AUDIT_EVENT) for a tracked process, when the config asks for them
  * (AGENTSH_CONFIG_FLAG_AUDIT_RESULTS); FALSE when nothing was queued. */
 BOOLEAN AgentshCoreAudit(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId, _In_ UINT32 Kind, _In_ UINT32 Operation,

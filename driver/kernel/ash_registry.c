@@ -110,6 +110,9 @@ static void AgentshAuditPost(_In_ UINT32 Pid, _In_ UINT32 Operation, _In_ PREG_P
 {
     PCUNICODE_STRING name = NULL;
     AGENTSH_USTR key, value;
+    if (!AgentshCoreAuditResultsWanted(&AgentshGlobals.Core)) {
+        return; /* outcomes are reported only on request: no name lookup */
+    }
     /* For create/open Post->Object is the new key on success; for the others, the key operated on. */
     if (Post->Object == NULL || !NT_SUCCESS(AgentshKeyName(Post->Object, &name))) {
         return;

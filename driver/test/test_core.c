@@ -500,8 +500,10 @@ static void test_notifications(void)
     CHECK_EQ(ev.SessionToken, 7);
     CHECK_EQ(ev.ImagePath.Length, img.Length);
     /* outcomes of registry operations only when the config asks for them */
+    CHECK(!AgentshCoreAuditResultsWanted(&core));
     CHECK(!AgentshCoreAudit(&core, 104, AGENTSH_KIND_REGISTRY, REG_OP_SET_VALUE, 0, &path, &val));
     core.Config.Flags = AGENTSH_CONFIG_FLAG_AUDIT_RESULTS;
+    CHECK(AgentshCoreAuditResultsWanted(&core));
     CHECK(AgentshCoreAudit(&core, 104, AGENTSH_KIND_REGISTRY, REG_OP_SET_VALUE, 0, &path, &val));
     CHECK(!AgentshCoreAudit(&core, 999, AGENTSH_KIND_REGISTRY, REG_OP_SET_VALUE, 0, &path, &val));
     CHECK(AgentshCoreProcessTerminated(&core, 104, 3));
