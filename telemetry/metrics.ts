@@ -123,6 +123,40 @@ export class FastHistogram {
   }
 }
 
+/**
+ * The series of an rpc.client.duration / rpc.server.duration histogram by (rpc.service, rpc.method,
+ * rpc.grpc.status_code), found through nested maps keyed by the values themselves: no attribute
+ * object or key string is built per call.
+ */
+export function rpcSeriesLookup(
+  h: FastHistogram,
+): (service: string, method: string, code: number) => HistogramSeries {
+  const byService = new Map<string, Map<string, HistogramSeries[]>>();
+  return (service, method, code) => {
+    let methods = byService.get(service);
+    if (!methods) {
+      methods = new Map();
+      byService.set(service, methods);
+    }
+    let codes = methods.get(method);
+    if (!codes) {
+      codes = [];
+      methods.set(method, codes);
+    }
+    let s = codes[code];
+    if (!s) {
+      s = h.series({
+        "rpc.system": "grpc",
+        "rpc.service": service,
+        "rpc.method": method,
+        "rpc.grpc.status_code": code,
+      });
+      codes[code] = s;
+    }
+    return s;
+  };
+}
+
 /** Every FastHistogram's data points, grouped by instrumentation scope. */
 export function collectFastMetrics(): ScopeMetrics[] {
   const endTime = millisToHrTime(Date.now());

@@ -11,7 +11,7 @@
 // never a path, a session token or a pid. Names and units: deploy/README.md.
 
 import { Decision, Kind, Operation } from "@agentsh/proto";
-import { FastHistogram, type HistogramSeries } from "@agentsh/telemetry";
+import { FastHistogram, type HistogramSeries, rpcSeriesLookup } from "@agentsh/telemetry";
 import {
   type Attributes,
   type Counter,
@@ -198,30 +198,7 @@ export function recordDecisionLatency(kind: Kind, source: string, seconds: numbe
 }
 
 /** The rpc.client.duration series of one (service, method, status code). */
-export function rpcClientSeries(service: string, method: string, status: number): HistogramSeries {
-  let methods = rpcSeries.get(service);
-  if (!methods) {
-    methods = new Map();
-    rpcSeries.set(service, methods);
-  }
-  let codes = methods.get(method);
-  if (!codes) {
-    codes = [];
-    methods.set(method, codes);
-  }
-  let s = codes[status];
-  if (!s) {
-    s = rpcClientDuration.series({
-      "rpc.system": "grpc",
-      "rpc.service": service,
-      "rpc.method": method,
-      "rpc.grpc.status_code": status,
-    });
-    codes[status] = s;
-  }
-  return s;
-}
-const rpcSeries = new Map<string, Map<string, HistogramSeries[]>>();
+export const rpcClientSeries = rpcSeriesLookup(rpcClientDuration);
 
 /** The histograms (tests). */
 export const brokerHistograms = { decisionDuration, rpcClientDuration };

@@ -8,7 +8,7 @@
 // evaluation: the rule that decided, the decision, the policy version. A check without a trace
 // context makes no span.
 
-import { FastHistogram, type HistogramSeries } from "@agentsh/telemetry";
+import { FastHistogram, type HistogramSeries, rpcSeriesLookup } from "@agentsh/telemetry";
 import {
   Code,
   ConnectError,
@@ -276,25 +276,7 @@ function rpcSpanAttrs(service: string, method: string): Attributes {
   return { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method };
 }
 
-const rpcSeries = new Map<string, Map<string, HistogramSeries[]>>();
-function rpcServerSeries(service: string, method: string, code: number): HistogramSeries {
-  let methods = rpcSeries.get(service);
-  if (!methods) {
-    methods = new Map();
-    rpcSeries.set(service, methods);
-  }
-  let codes = methods.get(method);
-  if (!codes) {
-    codes = [];
-    methods.set(method, codes);
-  }
-  let s = codes[code];
-  if (!s) {
-    s = rpcServerDuration.series({ ...rpcSpanAttrs(service, method), "rpc.grpc.status_code": code });
-    codes[code] = s;
-  }
-  return s;
-}
+const rpcServerSeries = rpcSeriesLookup(rpcServerDuration);
 
 const headerGetter = {
   get: (h: Headers, k: string) => h.get(k) ?? undefined,
