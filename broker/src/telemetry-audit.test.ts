@@ -39,16 +39,22 @@ function rec(path: string, decision: Decision, source: DecisionRecord["source"])
   };
 }
 
+/** A broker logger whose lines are collected. */
+function capture() {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _e, cb) {
+      lines.push(...String(chunk).split("\n").filter(Boolean));
+      cb();
+    },
+  });
+  return { lines, logger: createLogger({ service: "agentsh-broker", destination: sink as never }) };
+}
+
 describe("audit record", () => {
   it("of a registry operation's outcome (driver.audit_results): status, success, operation", async () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk, _e, cb) {
-        lines.push(...String(chunk).split("\n").filter(Boolean));
-        cb();
-      },
-    });
-    const hook = resultHook(createLogger({ service: "agentsh-broker", destination: sink as never }));
+    const { lines, logger } = capture();
+    const hook = resultHook(logger);
     const ev = {
       type: MsgType.AUDIT_EVENT,
       requestId: 0n,
@@ -79,14 +85,8 @@ describe("audit record", () => {
   });
 
   it("has every field, as JSON that parses back, and none for a plain allowed server answer", async () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk, _e, cb) {
-        lines.push(...String(chunk).split("\n").filter(Boolean));
-        cb();
-      },
-    });
-    const audit = auditHook(createLogger({ service: "agentsh-broker", destination: sink as never }));
+    const { lines, logger } = capture();
+    const audit = auditHook(logger);
     const hostile = 'HKLM\\Software\\"evil"\u2028\ud800\\\u001b[31m';
     audit(rec(hostile, Decision.DENY, "server"));
     audit(rec("C:\\ok", Decision.ALLOW, "server")); // plain allow: no record
