@@ -409,6 +409,27 @@ static void VerdictJson(JBUF *Out, const AGENTSH_VERDICT *v, uint64_t ns)
     if (v->QueryStatus != 0) JbFmt(Out, ",\"query_status\":\"0x%08X\"", (unsigned)v->QueryStatus);
 }
 
+/* The three strings of a request (NULL when empty), the core's decision, the result's fields. */
+static void Decide(SIM_CTX *Ctx, AGENTSH_DECIDE_REQUEST *q, const uint16_t *s0, int n0, const uint16_t *s1, int n1,
+                   const uint16_t *s2, int n2, AGENTSH_VERDICT *v, SIM_RESULT *R)
+{
+    uint64_t t0;
+    if (q->ThreadId == 0) q->ThreadId = q->ProcessId + 1;
+    q->Strings[0].Buffer = s0;
+    q->Strings[0].Length = (UINT32)n0;
+    q->Strings[1].Buffer = n1 ? s1 : NULL;
+    q->Strings[1].Length = (UINT32)n1;
+    q->Strings[2].Buffer = n2 ? s2 : NULL;
+    q->Strings[2].Length = (UINT32)n2;
+    t0 = NowNs();
+    AgentshCoreDecide(&Ctx->Core, q, v);
+    R->LatencyNs = NowNs() - t0;
+    R->IsOp = 1;
+    R->Kind = q->Kind;
+    R->Decision = v->Decision;
+    R->Source = v->Source;
+}
+
 static void DoFile(SIM_CTX *Ctx, const JSON_OBJ *o, JBUF *Out, SIM_RESULT *R)
 {
     static __thread uint16_t path[SIM_PATH_CAP], dest[SIM_PATH_CAP], vol[256];
@@ -417,7 +438,6 @@ static void DoFile(SIM_CTX *Ctx, const JSON_OBJ *o, JBUF *Out, SIM_RESULT *R)
     const char *err = NULL;
     const char *p = JsonStr(o, "path"), *d = JsonStr(o, "dest");
     int n, dn = 0, vn = 0, op;
-    uint64_t t0;
     memset(&q, 0, sizeof(q));
     q.Kind = AGENTSH_KIND_FILE;
     if (GetU32(o, "pid", &q.ProcessId, 1, Out) < 0 || GetU32(o, "tid", &q.ThreadId, 0, Out) < 0 ||
@@ -443,20 +463,7 @@ static void DoFile(SIM_CTX *Ctx, const JSON_OBJ *o, JBUF *Out, SIM_RESULT *R)
     if (JsonBool(o, "delete_on_close", 0)) q.Flags |= FILE_REQ_FLAG_DELETE_ON_CLOSE;
     if (JsonBool(o, "replace", 0)) q.Flags |= FILE_REQ_FLAG_REPLACE_IF_EXISTS;
     q.Operation = (uint32_t)op;
-    if (q.ThreadId == 0) q.ThreadId = q.ProcessId + 1;
-    q.Strings[0].Buffer = path;
-    q.Strings[0].Length = (UINT32)n;
-    q.Strings[1].Buffer = dn ? dest : NULL;
-    q.Strings[1].Length = (UINT32)dn;
-    q.Strings[2].Buffer = vn ? vol : NULL;
-    q.Strings[2].Length = (UINT32)vn;
-    t0 = NowNs();
-    AgentshCoreDecide(&Ctx->Core, &q, &v);
-    R->LatencyNs = NowNs() - t0;
-    R->IsOp = 1;
-    R->Kind = AGENTSH_KIND_FILE;
-    R->Decision = v.Decision;
-    R->Source = v.Source;
+    Decide(Ctx, &q, path, n, dest, dn, vol, vn, &v, R);
     VerdictJson(Out, &v, R->LatencyNs);
 }
 
@@ -468,7 +475,6 @@ static void DoRegistry(SIM_CTX *Ctx, const JSON_OBJ *o, JBUF *Out, SIM_RESULT *R
     const char *err = NULL;
     const char *k = JsonStr(o, "key"), *vname = JsonStr(o, "value"), *newName = JsonStr(o, "new_name");
     int n, vn = 0, nl = 0, op;
-    uint64_t t0;
     memset(&q, 0, sizeof(q));
     q.Kind = AGENTSH_KIND_REGISTRY;
     if (GetU32(o, "pid", &q.ProcessId, 1, Out) < 0 || GetU32(o, "tid", &q.ThreadId, 0, Out) < 0 ||
@@ -497,20 +503,7 @@ static void DoRegistry(SIM_CTX *Ctx, const JSON_OBJ *o, JBUF *Out, SIM_RESULT *R
         return;
     }
     q.Operation = (uint32_t)op;
-    if (q.ThreadId == 0) q.ThreadId = q.ProcessId + 1;
-    q.Strings[0].Buffer = key;
-    q.Strings[0].Length = (UINT32)n;
-    q.Strings[1].Buffer = vn ? val : NULL;
-    q.Strings[1].Length = (UINT32)vn;
-    q.Strings[2].Buffer = nl ? nn : NULL;
-    q.Strings[2].Length = (UINT32)nl;
-    t0 = NowNs();
-    AgentshCoreDecide(&Ctx->Core, &q, &v);
-    R->LatencyNs = NowNs() - t0;
-    R->IsOp = 1;
-    R->Kind = AGENTSH_KIND_REGISTRY;
-    R->Decision = v.Decision;
-    R->Source = v.Source;
+    Decide(Ctx, &q, key, n, val, vn, nn, nl, &v, R);
     if (Ctx->Audit && v.Source != AGENTSH_SOURCE_UNTRACKED && v.Source != AGENTSH_SOURCE_EXCLUDED) {
         /* the post-operation callback: completed, or failed with access denied */
         (void)AgentshCoreAudit(&Ctx->Core, q.ProcessId, AGENTSH_KIND_REGISTRY, q.Operation,
