@@ -6,3 +6,7 @@ export * from "./gen/agentsh/v1/policy_pb.js";
 export * from "./gen/agentsh/v1/session_pb.js";
 export * from "./gen/agentsh/v1/types_pb.js";
 export * as health from "./gen/grpc/health/v1/health_pb.js";
+
+/** CheckStream response header by which a server announces that it answers batches
+ * (CheckStreamRequest.checks, see policy.proto); its value is "1". */
+export const CHECK_BATCH_HEADER = "agentsh-check-batch";

@@ -1,5 +1,6 @@
 /** The PolicyService and grpc.health.v1 implementations served by server.ts. */
 import {
+  CHECK_BATCH_HEADER,
   type CheckError,
   CheckErrorSchema,
   type CheckRequest,
@@ -18,8 +19,6 @@ import type { PolicyStore, PolicyVersion } from "./server-store.js";
 import { evaluate } from "./telemetry-metrics.js";
 
 export const VERSION_HEADER = "agentsh-policy-version";
-/** Announced on CheckStream: this server answers batches (CheckStreamRequest.checks). */
-export const BATCH_HEADER = "agentsh-check-batch";
 export const POLICY_SERVICE_NAME = PolicyService.typeName;
 
 /** Shared state: the store, whether we are serving, and a signal that ends streams on shutdown. */
@@ -132,7 +131,7 @@ export function policyService(state: ServiceState): ServiceImpl<typeof PolicySer
     },
     async *checkStream(reqs: AsyncIterable<CheckStreamRequest>, ctx): AsyncIterable<CheckStreamResponse> {
       ctx.responseHeader.set(VERSION_HEADER, state.store.current.version);
-      ctx.responseHeader.set(BATCH_HEADER, "1");
+      ctx.responseHeader.set(CHECK_BATCH_HEADER, "1");
       for await (const r of reqs) {
         if (r.checks.length === 0) {
           const res = await streamCheck(state, r.check, ctx);

@@ -4,18 +4,16 @@
 // checks with a retryable error (the relay retries them elsewhere) and is reopened on next use,
 // after a short backoff.
 
-import type {
-  CheckError,
-  CheckRequest,
-  CheckResponse,
-  CheckStreamRequest,
-  CheckStreamResponse,
+import {
+  CHECK_BATCH_HEADER,
+  type CheckRequest,
+  type CheckResponse,
+  type CheckStreamRequest,
+  type CheckStreamResponse,
 } from "@agentsh/proto";
 import type * as grpc from "@grpc/grpc-js";
 import { RelayError } from "./relay-error.js";
 
-/** Response header of a CheckStream whose server answers batches (policy-server's BATCH_HEADER). */
-const BATCH_HEADER = "agentsh-check-batch";
 /** Most checks in one message (a fuller turn sends several). */
 const MAX_BATCH = 64;
 /** Checks in flight up to which a check is sent at once rather than batched. */
@@ -30,7 +28,7 @@ interface Pending {
 interface Slot {
   call: grpc.ClientDuplexStream<unknown, CheckStreamResponse> | null;
   pending: Map<bigint, Pending>;
-  /** The server on this stream announced batches (BATCH_HEADER). */
+  /** The server on this stream announced batches (CHECK_BATCH_HEADER). */
   batches: boolean;
   /** Checks waiting for this turn of the event loop to end, sent then as one message. */
   queue: CheckRequest[];
@@ -154,28 +152,25 @@ export class CheckStreams {
     slot.batches = false; // until this stream's server says so
     slot.openedAt = Date.now();
     call.on("metadata", (md: grpc.Metadata) => {
-      if (slot.call === call && md.get(BATCH_HEADER)[0] === "1") slot.batches = true;
+      if (slot.call === call && md.get(CHECK_BATCH_HEADER)[0] === "1") slot.batches = true;
     });
-    const answered = (r: CheckResponse) => {
-      const p = slot.pending.get(r.requestId);
-      if (!p) return; // answered after its deadline
-      slot.pending.delete(r.requestId);
-      clearTimeout(p.timer);
-      p.resolve(r);
+    // The check waiting for an answer (undefined when it was answered after its deadline).
+    const take = (id: bigint): Pending | undefined => {
+      const p = slot.pending.get(id);
+      if (p) {
+        slot.pending.delete(id);
+        clearTimeout(p.timer);
+      }
+      return p;
     };
-    const failed = (e: CheckError) => {
-      const p = slot.pending.get(e.requestId);
-      if (!p) return;
-      slot.pending.delete(e.requestId);
-      clearTimeout(p.timer);
-      p.reject(new RelayError("invalid", `${e.code}: ${e.message}`));
-    };
+    const invalid = (e: { code: string; message: string }) =>
+      new RelayError("invalid", `${e.code}: ${e.message}`);
     call.on("data", (msg: CheckStreamResponse) => {
       const r = msg.result;
-      if (r.case === "response") answered(r.value);
-      else if (r.case === "error") failed(r.value);
-      for (const x of msg.responses) answered(x);
-      for (const x of msg.errors) failed(x);
+      if (r.case === "response") take(r.value.requestId)?.resolve(r.value);
+      else if (r.case === "error") take(r.value.requestId)?.reject(invalid(r.value));
+      for (const x of msg.responses) take(x.requestId)?.resolve(x);
+      for (const x of msg.errors) take(x.requestId)?.reject(invalid(x));
     });
     const broken = (why: string) => {
       if (slot.call === call) this.breakSlot(slot, new RelayError("unavailable", why), false);

@@ -4,6 +4,7 @@
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import {
+  CHECK_BATCH_HEADER,
   type CheckRequest,
   type CheckResponse,
   CheckResponseSchema,
@@ -57,7 +58,7 @@ export async function startTestServer(init: Partial<Behavior> = {}, port = 0): P
         return answer(req);
       },
       async *checkStream(reqs, ctx) {
-        if (behavior.batches) ctx.responseHeader.set("agentsh-check-batch", "1");
+        if (behavior.batches) ctx.responseHeader.set(CHECK_BATCH_HEADER, "1");
         // Answers concurrently and out of order, as the real server may (a batch's checks too).
         const queue: CheckResponse[] = [];
         let wake = null as (() => void) | null;
