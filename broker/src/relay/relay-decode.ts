@@ -106,55 +106,43 @@ type Parse = (r: Reader, end: number) => Msg;
 /** Reads one field's value (the tag is read) into m. */
 type FieldRead = (r: Reader, m: Msg) => void;
 
-function scalarReader(type: ScalarType): { wire: number; read: (r: Reader) => unknown } | null {
+function scalarReader(type: ScalarType): ((r: Reader) => unknown) | null {
   switch (type) {
     case ScalarType.STRING:
-      return { wire: 2, read: (r) => r.string() };
+      return (r) => r.string();
     case ScalarType.BOOL:
-      return { wire: 0, read: (r) => r.varint64() !== 0n };
+      return (r) => r.varint64() !== 0n;
     case ScalarType.UINT32:
-      return { wire: 0, read: (r) => r.varint32() };
+      return (r) => r.varint32();
     case ScalarType.INT32:
-      return { wire: 0, read: (r) => r.varint32() | 0 };
+      return (r) => r.varint32() | 0;
     case ScalarType.UINT64:
-      return { wire: 0, read: (r) => r.varint64() };
+      return (r) => r.varint64();
     case ScalarType.INT64:
-      return { wire: 0, read: (r) => BigInt.asIntN(64, r.varint64()) };
+      return (r) => BigInt.asIntN(64, r.varint64());
     case ScalarType.FIXED64:
     case ScalarType.SFIXED64: {
       const signed = type === ScalarType.SFIXED64;
-      return {
-        wire: 1,
-        read: (r) => {
-          if (r.pos + 8 > r.end) throw new Error("premature end of fixed64");
-          const v = signed ? r.buf.readBigInt64LE(r.pos) : r.buf.readBigUInt64LE(r.pos);
-          r.pos += 8;
-          return v;
-        },
+      return (r) => {
+        if (r.pos + 8 > r.end) throw new Error("premature end of fixed64");
+        const v = signed ? r.buf.readBigInt64LE(r.pos) : r.buf.readBigUInt64LE(r.pos);
+        r.pos += 8;
+        return v;
       };
     }
     case ScalarType.FIXED32:
-      return {
-        wire: 5,
-        read: (r) => {
-          if (r.pos + 4 > r.end) throw new Error("premature end of fixed32");
-          const v = r.buf.readUInt32LE(r.pos);
-          r.pos += 4;
-          return v;
-        },
+      return (r) => {
+        if (r.pos + 4 > r.end) throw new Error("premature end of fixed32");
+        const v = r.buf.readUInt32LE(r.pos);
+        r.pos += 4;
+        return v;
       };
     default:
       return null;
   }
 }
 
-interface Field {
-  /** The wire type the field is written with. */
-  wire: number;
-  read: FieldRead;
-}
-
-function fieldReader(f: DescField, compile: (d: DescMessage) => Parse | null): Field | null {
+function fieldReader(f: DescField, compile: (d: DescMessage) => Parse | null): FieldRead | null {
   const key = f.localName;
   switch (f.fieldKind) {
     case "scalar":
@@ -164,18 +152,12 @@ function fieldReader(f: DescField, compile: (d: DescMessage) => Parse | null): F
       if (!s) return null;
       if (f.oneof) {
         const group = f.oneof.localName;
-        return {
-          wire: s.wire,
-          read: (r, m) => {
-            m[group] = { case: key, value: s.read(r) };
-          },
+        return (r, m) => {
+          m[group] = { case: key, value: s(r) };
         };
       }
-      return {
-        wire: s.wire,
-        read: (r, m) => {
-          m[key] = s.read(r);
-        },
+      return (r, m) => {
+        m[key] = s(r);
       };
     }
     case "message": {
@@ -184,65 +166,50 @@ function fieldReader(f: DescField, compile: (d: DescMessage) => Parse | null): F
       if (!parse) return null;
       if (f.oneof) {
         const group = f.oneof.localName;
-        return {
-          wire: 2,
-          read: (r, m) => {
-            const end = r.delimitedEnd();
-            const prev = m[group] as { case: string | undefined; value?: Msg };
-            // A message seen twice in a row is merged, as fromBinary() does; here: the later wins
-            // field by field, which is what merging implicit-presence scalars means.
-            m[group] = {
-              case: key,
-              value: parseInto(parse, r, end, prev.case === key ? prev.value : undefined),
-            };
-          },
+        return (r, m) => {
+          const end = r.delimitedEnd();
+          const prev = m[group] as { case: string | undefined; value?: Msg };
+          // A message seen twice in a row is merged, as fromBinary() does; here: the later wins
+          // field by field, which is what merging implicit-presence scalars means.
+          m[group] = {
+            case: key,
+            value: parseInto(parse, r, end, prev.case === key ? prev.value : undefined),
+          };
         };
       }
-      return {
-        wire: 2,
-        read: (r, m) => {
-          const end = r.delimitedEnd();
-          m[key] = parseInto(parse, r, end, m[key] as Msg | undefined);
-        },
+      return (r, m) => {
+        const end = r.delimitedEnd();
+        m[key] = parseInto(parse, r, end, m[key] as Msg | undefined);
       };
     }
     case "list": {
       if (f.listKind === "scalar" && f.scalar === ScalarType.STRING)
-        return {
-          wire: 2,
-          read: (r, m) => {
-            (m[key] as string[]).push(r.string());
-          },
+        return (r, m) => {
+          (m[key] as string[]).push(r.string());
         };
       if (f.listKind !== "message" || f.delimitedEncoding) return null;
       const parse = compile(f.message);
       if (!parse) return null;
-      return {
-        wire: 2,
-        read: (r, m) => {
-          const end = r.delimitedEnd();
-          (m[key] as Msg[]).push(parse(r, end));
-        },
+      return (r, m) => {
+        const end = r.delimitedEnd();
+        (m[key] as Msg[]).push(parse(r, end));
       };
     }
     case "map": {
       if (f.mapKey !== ScalarType.STRING || f.mapKind !== "scalar" || f.scalar !== ScalarType.STRING)
         return null;
-      return {
-        wire: 2,
-        read: (r, m) => {
-          const end = r.delimitedEnd();
-          let k = "";
-          let v = "";
-          while (r.pos < end) {
-            const tag = r.varint32();
-            if (tag === 0x0a) k = r.string();
-            else if (tag === 0x12) v = r.string();
-            else r.skip(tag & 7);
-          }
-          if (r.pos !== end) throw new Error("map entry overruns its length");
-          (m[key] as Record<string, string>)[k] = v;
-        },
+      return (r, m) => {
+        const end = r.delimitedEnd();
+        let k = "";
+        let v = "";
+        while (r.pos < end) {
+          const tag = r.varint32();
+          if (tag === 0x0a) k = r.string();
+          else if (tag === 0x12) v = r.string();
+          else r.skip(tag & 7);
+        }
+        if (r.pos !== end) throw new Error("map entry overruns its length");
+        (m[key] as Record<string, string>)[k] = v;
       };
     }
   }
@@ -271,7 +238,7 @@ const compiled = new Map<DescMessage, Parse | null>();
 function compile(desc: DescMessage): Parse | null {
   if (compiled.has(desc)) return compiled.get(desc)!;
   compiled.set(desc, null); // recursive types stay with fromBinary
-  const byNumber: (Field | undefined)[] = [];
+  const byNumber: (FieldRead | undefined)[] = [];
   // The zero message, built by a generated function whose object literal lists every field in
   // declaration order (one hidden class, allocated in one step; a spread of a template is several
   // times slower): scalars with their zero value, fresh lists, maps and oneofs; message fields absent.
@@ -308,7 +275,7 @@ function compile(desc: DescMessage): Parse | null {
         throw new Error(`illegal tag at offset ${start}: field number ${no}, wire type ${wire}`);
       const f = byNumber[no];
       // A known field is read as its type whatever the wire type says, as fromBinary() does.
-      if (f !== undefined) f.read(r, m);
+      if (f !== undefined) f(r, m);
       else {
         const at = r.pos;
         r.skip(wire);
