@@ -5,7 +5,7 @@ import { BrokerService } from "@agentsh/proto";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Broker } from "./broker.js";
-import { ConfigError, envName, KEYS, loadConfig, readersFor } from "./config.js";
+import { ConfigError, envName, KEYS, loadConfig } from "./config.js";
 import { serveLocal, sessionClient, sessionRoutes } from "./session/session-api.js";
 import { statusRoutes } from "./status.js";
 import { auditHook, createLogger, resultHook, startTelemetry } from "./telemetry.js";
@@ -149,15 +149,11 @@ async function run(cfg: ReturnType<typeof loadConfig>): Promise<void> {
   const telemetry = await startTelemetry("agentsh-broker", { host: cfg.host });
   const logger = createLogger({ service: "agentsh-broker" });
   const log = (line: string) => logger.info(line);
-  const readers = readersFor(cfg.driver.readers, log);
-  const broker = new Broker(
-    { ...cfg, driver: { ...cfg.driver, readers } },
-    {
-      log,
-      onDecision: auditHook(logger),
-      ...(cfg.driver.auditResults ? { onEvent: resultHook(logger) } : {}),
-    },
-  );
+  const broker = new Broker(cfg, {
+    log,
+    onDecision: auditHook(logger),
+    ...(cfg.driver.auditResults ? { onEvent: resultHook(logger) } : {}),
+  });
   if (telemetry.scrapeUrl) log(`metrics on ${telemetry.scrapeUrl}`);
   const api = await serveLocal(cfg.api.socket, (r) => {
     sessionRoutes(broker)(r);
