@@ -50,7 +50,7 @@
  * - Links (symbolic links, junctions, hard links) are not resolved here: the kernel re-issues the
  *   open with the target's name after a reparse, so the target is checked on its own.
  */
-import { type CanonicalResult, isFailure } from "./path-types.js";
+import { type CanonicalResult, componentBounds, isFailure } from "./path-types.js";
 import { upcase, upcaseScanned } from "./path-upcase.js";
 import type { VolumeMap } from "./path-volumes.js";
 
@@ -442,10 +442,6 @@ function hasBadChar(name: string, pattern: boolean): boolean {
   return false;
 }
 
-/** Offsets of the kept components in the path (scratch, reused: canonicalisation is not re-entrant). */
-let starts = new Int32Array(256);
-let ends = new Int32Array(256);
-
 function components(
   p: string,
   up: string,
@@ -460,10 +456,7 @@ function components(
   let stream: string | undefined;
   let shorts: number[] | undefined;
   const n = p.length;
-  if (n - start + 1 > starts.length) {
-    starts = new Int32Array(n - start + 1);
-    ends = new Int32Array(n - start + 1);
-  }
+  const { starts, ends } = componentBounds(n - start + 1);
   // count: kept components; clean: they are contiguous in p, one separator apart, unchanged, so the
   // display is one slice of p. ends[k] = -1 marks "System32" (Sysnative).
   let count = 0;

@@ -25,7 +25,7 @@
  *   would name another key than the one opened.
  * - Case: Windows' upcase table (path-upcase.ts).
  */
-import type { CanonicalResult } from "./path-types.js";
+import { type CanonicalResult, componentBounds } from "./path-types.js";
 import { upcase, upcaseScanned } from "./path-upcase.js";
 
 export interface RegistryContext {
@@ -57,10 +57,6 @@ const HKCR_SHOWN = ["HKLM", "SOFTWARE", "Classes"];
 const HKCC_KEYS = ["HKLM", "SYSTEM", "CURRENTCONTROLSET", "HARDWARE PROFILES", "CURRENT"];
 const HKCC_SHOWN = ["HKLM", "SYSTEM", "CurrentControlSet", "Hardware Profiles", "Current"];
 const NONE: string[] = [];
-
-/** Offsets of the components in the path (scratch, reused: canonicalisation is not re-entrant). */
-let starts = new Int32Array(256);
-let ends = new Int32Array(256);
 
 /**
  * One scan for control characters and non-ASCII, one upper-cased copy, then offsets: the
@@ -178,10 +174,7 @@ export function canonicalizeRegistryFor(
     }
   }
   const keys = rootKeys.slice();
-  if (n - start + 1 > starts.length) {
-    starts = new Int32Array(n - start + 1);
-    ends = new Int32Array(n - start + 1);
-  }
+  const { starts, ends } = componentBounds(n - start + 1);
   let count = 0;
   let clean = true;
   let expect = start;

@@ -28,3 +28,20 @@ export type CanonicalResult = CanonicalPath | CanonicalFailure;
 export function isFailure(r: CanonicalResult): r is CanonicalFailure {
   return (r as CanonicalFailure).error !== undefined;
 }
+
+/** Start and end offsets of the components of a path being canonicalised. */
+export interface ComponentBounds {
+  starts: Int32Array;
+  ends: Int32Array;
+}
+
+let bounds: ComponentBounds = { starts: new Int32Array(256), ends: new Int32Array(256) };
+
+/**
+ * Scratch offsets for at least `n` components, shared by the file and registry canonicalisers and
+ * reused from call to call (canonicalisation is not re-entrant: one path at a time).
+ */
+export function componentBounds(n: number): ComponentBounds {
+  if (n > bounds.starts.length) bounds = { starts: new Int32Array(n), ends: new Int32Array(n) };
+  return bounds;
+}
