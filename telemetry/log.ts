@@ -25,14 +25,29 @@ export interface LoggerOptions {
   otel?: boolean;
 }
 
+/** Only sampled traces are worth pointing at (an unsampled span's ids lead nowhere). */
+function sampled(sc: SpanContext | undefined): sc is SpanContext {
+  return sc !== undefined && (sc.traceFlags & TraceFlags.SAMPLED) !== 0 && isSpanContextValid(sc);
+}
+
+const flagsHex = (sc: SpanContext) => `0${sc.traceFlags.toString(16)}`.slice(-2);
+
 export function traceFields(sc: SpanContext | undefined): Record<string, string> {
-  // Only sampled traces are worth pointing at (an unsampled span's ids lead nowhere).
-  if (!sc || !isSpanContextValid(sc) || !(sc.traceFlags & TraceFlags.SAMPLED)) return {};
-  return {
-    trace_id: sc.traceId,
-    span_id: sc.spanId,
-    trace_flags: `0${sc.traceFlags.toString(16)}`.slice(-2),
-  };
+  if (!sampled(sc)) return {};
+  return { trace_id: sc.traceId, span_id: sc.spanId, trace_flags: flagsHex(sc) };
+}
+
+/** The fields of a fixed-shape record: `values[i]` under `keys[i]`, undefined ones left out. */
+function fieldsOf(
+  keys: readonly string[],
+  values: readonly FieldValue[],
+): Record<string, string | number | boolean> {
+  const fields: Record<string, string | number | boolean> = {};
+  for (let i = 0; i < keys.length; i++) {
+    const v = values[i];
+    if (v !== undefined) fields[keys[i]!] = v;
+  }
+  return fields;
 }
 
 export type { Logger };
@@ -113,11 +128,7 @@ export function recordWriter(logger: Logger, msg: string, keys: readonly string[
   const meta = loggers.get(logger);
   if (!meta) {
     // Not one of ours: the generic path.
-    return (values, span) => {
-      const fields: Record<string, unknown> = {};
-      for (let i = 0; i < keys.length; i++) if (values[i] !== undefined) fields[keys[i]!] = values[i];
-      logger.info({ ...fields, ...traceFields(span) }, msg);
-    };
+    return (values, span) => logger.info({ ...fieldsOf(keys, values), ...traceFields(span) }, msg);
   }
   const head = `{"level":30,"time":"`;
   const afterTime = `","service":${jsonString(meta.service)},`;
@@ -134,10 +145,9 @@ export function recordWriter(logger: Logger, msg: string, keys: readonly string[
       const v = values[i];
       if (v !== undefined) line += `${prefixes[i]}${jsonValue(v)},`;
     }
-    const sampled =
-      span !== undefined && (span.traceFlags & TraceFlags.SAMPLED) !== 0 && isSpanContextValid(span);
-    if (sampled)
-      line += `"trace_id":"${span.traceId}","span_id":"${span.spanId}","trace_flags":"${`0${span.traceFlags.toString(16)}`.slice(-2)}",`;
+    const traced = sampled(span);
+    if (traced)
+      line += `"trace_id":"${span.traceId}","span_id":"${span.spanId}","trace_flags":"${flagsHex(span)}",`;
     out.write(line + tail);
     if (!meta.otel) return;
     const provider = logs.getLoggerProvider();
@@ -145,18 +155,14 @@ export function recordWriter(logger: Logger, msg: string, keys: readonly string[
       otelOf = provider;
       otelLogger = provider.getLogger(meta.service);
     }
-    const attributes: AnyValueMap = {};
-    for (let i = 0; i < keys.length; i++) {
-      const v = values[i];
-      if (v !== undefined) attributes[keys[i]!] = v;
-    }
+    const attributes: AnyValueMap = fieldsOf(keys, values);
     otelLogger!.emit({
       timestamp: now,
       severityNumber: SeverityNumber.INFO,
       severityText: "INFO",
       body: msg,
       attributes,
-      ...(sampled ? { context: trace.setSpanContext(ROOT_CONTEXT, span) } : {}),
+      ...(traced ? { context: trace.setSpanContext(ROOT_CONTEXT, span) } : {}),
     });
   };
 }
