@@ -123,6 +123,19 @@ export class FastHistogram {
   }
 }
 
+/** `m.get(k)`, or `make()` put there first: the steps of a lookup through nested maps. */
+export function getOrAdd<K, V>(m: Map<K, V>, k: K, make: () => V): V {
+  let v = m.get(k);
+  if (v === undefined) {
+    v = make();
+    m.set(k, v);
+  }
+  return v;
+}
+
+const newMethods = () => new Map<string, HistogramSeries[]>();
+const newCodes = (): HistogramSeries[] => [];
+
 /**
  * The series of an rpc.client.duration / rpc.server.duration histogram by (rpc.service, rpc.method,
  * rpc.grpc.status_code), found through nested maps keyed by the values themselves: no attribute
@@ -133,16 +146,7 @@ export function rpcSeriesLookup(
 ): (service: string, method: string, code: number) => HistogramSeries {
   const byService = new Map<string, Map<string, HistogramSeries[]>>();
   return (service, method, code) => {
-    let methods = byService.get(service);
-    if (!methods) {
-      methods = new Map();
-      byService.set(service, methods);
-    }
-    let codes = methods.get(method);
-    if (!codes) {
-      codes = [];
-      methods.set(method, codes);
-    }
+    const codes = getOrAdd(getOrAdd(byService, service, newMethods), method, newCodes);
     let s = codes[code];
     if (!s) {
       s = h.series({

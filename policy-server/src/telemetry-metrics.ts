@@ -8,7 +8,7 @@
 // evaluation: the rule that decided, the decision, the policy version. A check without a trace
 // context makes no span.
 
-import { FastHistogram, type HistogramSeries, rpcSeriesLookup } from "@agentsh/telemetry";
+import { FastHistogram, getOrAdd, type HistogramSeries, rpcSeriesLookup } from "@agentsh/telemetry";
 import {
   Code,
   ConnectError,
@@ -179,22 +179,13 @@ interface EvalSlot {
 }
 const evalSlots: EvalSlot[] = [];
 const evalIndex = new Map<string, Map<string, Map<string, Map<string, EvalSlot>>>>();
+const newMap = () => new Map();
 function countEvaluation(input: CheckInput, d: Decision): void {
-  let ops = evalIndex.get(input.kind);
-  if (!ops) {
-    ops = new Map();
-    evalIndex.set(input.kind, ops);
-  }
-  let decisions = ops.get(input.operation);
-  if (!decisions) {
-    decisions = new Map();
-    ops.set(input.operation, decisions);
-  }
-  let rules = decisions.get(d.decision);
-  if (!rules) {
-    rules = new Map();
-    decisions.set(d.decision, rules);
-  }
+  const rules = getOrAdd(
+    getOrAdd(getOrAdd(evalIndex, input.kind, newMap), input.operation, newMap),
+    d.decision,
+    newMap,
+  );
   let s = rules.get(d.rule);
   if (!s) {
     const attrs = Object.freeze({
