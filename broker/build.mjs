@@ -2,9 +2,8 @@
 // `npm run build`: the broker as one ES module, broker/dist/agentsh-broker.mjs, for running without tsx: what a Windows service runs, and what the e2e
 // benchmark measures. Dependencies from node_modules stay external; the workspace packages
 // (@agentsh/proto, @agentsh/telemetry) are bundled in. Run it as
-//   UV_THREADPOOL_SIZE=16 node --max-semi-space-size=1 --v8-pool-size=1 broker/dist/agentsh-broker.mjs run
-// (the flags keep the resident set under 100 MB, see the README's benchmarks; the port's readers
-// each block a thread of libuv's pool, as bin/agentsh-broker.mjs sets it).
+//   node --max-semi-space-size=1 --v8-pool-size=1 broker/dist/agentsh-broker.mjs run
+// (the flags keep the resident set under 100 MB, see the README's benchmarks).
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";

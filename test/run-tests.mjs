@@ -26,8 +26,6 @@ function stage(name, cmd, args, opts = {}) {
     env: {
       ...process.env,
       FORCE_COLOR: process.env.FORCE_COLOR ?? "0",
-      // In-process brokers block pool threads in FilterGetMessage (broker/src/port/port-client.ts).
-      UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16",
     },
   });
   if (opts.capture) process.stdout.write(r.stdout ?? "");

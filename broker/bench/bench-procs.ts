@@ -80,7 +80,7 @@ export function buildBroker(): void {
 export function brokerProcess(env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, [...BROKER_NODE_FLAGS, BROKER_BUNDLE, "run"], {
     stdio: ["ignore", "ignore", "ignore"],
-    env: { ...process.env, UV_THREADPOOL_SIZE: "16", ...env },
+    env: { ...process.env, ...env },
   });
 }
 

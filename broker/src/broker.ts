@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { WatchPolicyRequestSchema, type WatchPolicyResponse } from "@agentsh/proto";
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
-import { type BrokerConfig, driverConfigOf, readersFor } from "./config.js";
+import { type BrokerConfig, driverConfigOf } from "./config.js";
 import { Decider, type DecisionRecord } from "./decide.js";
 import { type DriverEvent, PortClient, replyFor } from "./port/port-client.js";
 import { type FltLib, fltLibPath, loadFltLib } from "./port/port-fltlib.js";
@@ -88,7 +88,7 @@ export class Broker {
       lib: this.lib,
       portName: config.driver.port,
       // Readers block threads of libuv's pool: capped so that two stay free for other work.
-      readers: readersFor(config.driver.readers, (line) => this.log(line)),
+      readers: config.driver.readers,
       config: driverConfigOf(config),
       onRequest: (req) => this.decider.answer(req),
       onEvent: (ev) => this.onDriverEvent(ev),

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, driverConfigOf, envName, KEYS, loadConfig, readersFor } from "./config.js";
+import { ConfigError, driverConfigOf, envName, KEYS, loadConfig } from "./config.js";
 
 const dir = mkdtempSync(join(tmpdir(), "agentsh-config-"));
 const file = (name: string, text: string) => {
@@ -85,15 +85,5 @@ describe("broker config", () => {
 
   it("every key has an environment name", () => {
     for (const k of KEYS) expect(envName(k.path)).toMatch(/^AGENTSH_[A-Z_]+$/);
-  });
-
-  it("keeps two threads of libuv's pool free of port readers, and says so when it cuts them", () => {
-    const lines: string[] = [];
-    expect(readersFor(2, (l) => lines.push(l), 4)).toBe(2);
-    expect(readersFor(6, (l) => lines.push(l), 16)).toBe(6);
-    expect(lines).toEqual([]);
-    expect(readersFor(6, (l) => lines.push(l), 4)).toBe(2);
-    expect(readersFor(3, (l) => lines.push(l), 2)).toBe(1);
-    expect(lines[0]).toMatch(/driver\.readers 6 needs UV_THREADPOOL_SIZE >= 8 \(it is 4\): using 2 readers/);
   });
 });

@@ -94,10 +94,10 @@ export const KEYS: readonly KeySpec[] = [
   {
     path: "driver.readers",
     kind: "int",
-    def: 2,
+    def: 16,
     min: 1,
-    max: 12,
-    help: "FilterGetMessage calls kept outstanding (each blocks a thread of libuv's pool)",
+    max: 64,
+    help: "overlapped FilterGetMessage calls kept pending on the port (the driver never waits for a reader)",
   },
   {
     path: "driver.fail_mode",
@@ -362,22 +362,4 @@ function setPath(obj: Record<string, unknown>, parts: string[], value: unknown):
     o = o[p] as Record<string, unknown>;
   }
   o[parts.at(-1)!] = value;
-}
-
-/**
- * libuv's thread pool as this process started it (libuv sizes it once, at first use, from
- * UV_THREADPOOL_SIZE; the bin launcher sets 16). Each reader blocks one of its threads in the
- * driver, and DNS, file and crypto work need threads of their own: with readers taking every thread,
- * a file write (the audit log) waits behind readers and the driver's questions time out.
- */
-const POOL_SIZE = Math.min(1024, Number(process.env.UV_THREADPOOL_SIZE) || 4);
-
-/** driver.readers, capped so that two pool threads stay free (with a warning when that cuts it). */
-export function readersFor(configured: number, log: (line: string) => void, pool = POOL_SIZE): number {
-  const max = Math.max(1, pool - 2);
-  if (configured <= max) return configured;
-  log(
-    `driver.readers ${configured} needs UV_THREADPOOL_SIZE >= ${configured + 2} (it is ${pool}): using ${max} readers`,
-  );
-  return max;
 }

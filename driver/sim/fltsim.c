@@ -11,11 +11,19 @@
  *   HRESULT FilterSendMessage(HANDLE, LPVOID, DWORD, LPVOID, DWORD, LPDWORD);
  *   HRESULT FilterClose(HANDLE);
  *   DWORD   QueryDosDeviceW(LPCWSTR lpDeviceName, LPWSTR lpTargetPath, DWORD ucchMax);
- *   DWORD   GetLastError(void);   (thread-local; set by QueryDosDeviceW)
+ *   DWORD   GetLastError(void);   (thread-local; set by QueryDosDeviceW and the completion-port calls)
+ *   HANDLE  CreateIoCompletionPort(HANDLE, HANDLE, ULONG_PTR, DWORD); (+ the rest in fltsim_iocp.c)
+ *
+ * Overlapped reads: FilterGetMessage with an OVERLAPPED on a port handle associated with a completion
+ * port returns HRESULT_FROM_WIN32(ERROR_IO_PENDING); its completion (status, byte count, the
+ * OVERLAPPED) is queued to that completion port when a message arrives for it, or with
+ * STATUS_CANCELLED when the handle is closed, STATUS_PORT_DISCONNECTED when the port is lost. One
+ * pump thread per handle fetches messages for all of its pending reads in one request
+ * (SIMW_OP_GET_MANY), so a burst of messages costs the broker one wake-up, as on Windows.
  *
  * Socket: env AGENTSH_SIM_SOCKET, else /tmp/agentsh-sim-<port name>.sock (see sim_wire.h).
  * Threads: any number of threads may block in FilterGetMessage on one handle; each blocking call
- * uses its own pooled connection. FilterClose unblocks them with ERROR_OPERATION_ABORTED.
+ * (and the pump of overlapped reads) uses its own pooled connection. FilterClose unblocks them with ERROR_OPERATION_ABORTED.
  * The library never raises SIGPIPE (MSG_NOSIGNAL) and never exits the host process.
  */
 #ifndef _GNU_SOURCE
@@ -32,14 +40,26 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include "fltsim_iocp.h"
 #include "sim_shm.h"
 #include "sim_wire.h"
 
-#define FLTSIM_EXPORT __attribute__((visibility("default")))
 #define FLTSIM_MAGIC 0x46534d31u
 #define FLTSIM_MAX_IDLE 32
 #define FLTSIM_MAX_BUSY 1024
 #define FLTSIM_MAX_HANDLES 64
+#define FLTSIM_MAX_PENDING 1024
+#define FLTSIM_E_IO_PENDING ((int32_t)0x800703E5) /* HRESULT_FROM_WIN32(ERROR_IO_PENDING) */
+#define FLTSIM_STATUS_PENDING 0x00000103
+#define FLTSIM_STATUS_CANCELLED ((int32_t)0xC0000120)
+#define FLTSIM_STATUS_PORT_DISCONNECTED ((int32_t)0xC0000037)
+#define FLTSIM_STATUS_BUFFER_TOO_SMALL ((int32_t)0xC0000023)
+
+typedef struct FLTSIM_READ {
+    uint8_t *Buf;
+    uint32_t Cap;
+    FLTSIM_OVERLAPPED *Overlapped;
+} FLTSIM_READ;
 
 typedef struct FLTSIM_PORT {
     uint32_t Magic;
@@ -54,11 +74,27 @@ typedef struct FLTSIM_PORT {
     int BusyCount;
     pthread_cond_t UsersCv;
     SIM_SHM *Shm;                   /* the simulator's shared port state (NULL: socket replies only) */
+    /* overlapped reads: the associated completion port, the pending reads and their pump */
+    FLTSIM_IOCP *Iocp;
+    uint64_t IocpKey;
+    pthread_mutex_t IoMu;
+    pthread_cond_t IoCv;
+    FLTSIM_READ Pending[FLTSIM_MAX_PENDING];
+    uint32_t PendingCount;
+    int IoStop;                     /* FilterClose: the pump cancels what is pending and ends */
+    int32_t IoFailed;               /* the port was lost: new reads fail at once with this */
+    int PumpStarted;
+    pthread_t Pump;
 } FLTSIM_PORT;
 
 static pthread_mutex_t gLock = PTHREAD_MUTEX_INITIALIZER;
 static FLTSIM_PORT *gHandles[FLTSIM_MAX_HANDLES];
 static __thread uint32_t gLastError;
+
+void FltsimSetLastError(uint32_t e)
+{
+    gLastError = e;
+}
 
 /* ---------------------------------------------------------------------------------------------- */
 
@@ -287,6 +323,8 @@ FLTSIM_EXPORT int32_t FilterConnectCommunicationPort(const uint16_t *lpPortName,
     if (p == NULL) return SIM_E_OUTOFMEMORY;
     p->Magic = FLTSIM_MAGIC;
     pthread_cond_init(&p->UsersCv, NULL);
+    pthread_mutex_init(&p->IoMu, NULL);
+    pthread_cond_init(&p->IoCv, NULL);
     SocketPathFor(lpPortName, p->Path, sizeof(p->Path));
     p->MainFd = Dial(p->Path);
     if (p->MainFd < 0) {
@@ -339,18 +377,214 @@ static int32_t PortCall(FLTSIM_PORT *p, uint32_t op, uint64_t arg, const void *i
     return hr;
 }
 
+/* Completes every pending read with `status` (the handle closed or the port lost). */
+static void FailPending(FLTSIM_PORT *p, int32_t status)
+{
+    FLTSIM_PACKET pk[SIMW_GET_MANY_MAX];
+    uint32_t n;
+    for (;;) {
+        pthread_mutex_lock(&p->IoMu);
+        n = p->PendingCount < SIMW_GET_MANY_MAX ? p->PendingCount : SIMW_GET_MANY_MAX;
+        for (uint32_t i = 0; i < n; i++) {
+            FLTSIM_READ *r = &p->Pending[p->PendingCount - n + i];
+            pk[i] = (FLTSIM_PACKET){ p->IocpKey, r->Overlapped, status, 0 };
+        }
+        p->PendingCount -= n;
+        pthread_mutex_unlock(&p->IoMu);
+        if (n == 0) return;
+        (void)FltsimIocpPost(p->Iocp, pk, n, 1);
+    }
+}
+
+/* Hands the messages of one GET_MANY response to the oldest pending reads and queues their
+ * completions. Returns 0, or -1 when the response is malformed (the port is then treated as lost). */
+static int DeliverMany(FLTSIM_PORT *p, const uint8_t *in, uint32_t got, uint64_t count)
+{
+    FLTSIM_PACKET pk[SIMW_GET_MANY_MAX];
+    uint32_t n = 0, off = 0, len;
+    int bad = 0;
+    pthread_mutex_lock(&p->IoMu);
+    while (n < count && n < p->PendingCount && n < SIMW_GET_MANY_MAX) {
+        FLTSIM_READ *r = &p->Pending[n];
+        if (got - off < 4) {
+            bad = 1;
+            break;
+        }
+        memcpy(&len, in + off, 4);
+        off += 4;
+        if (len < 16 || len > got - off || len > r->Cap) {
+            bad = 1;
+            break;
+        }
+        memcpy(r->Buf, in + off, len);
+        off += len;
+        pk[n] = (FLTSIM_PACKET){ p->IocpKey, r->Overlapped, 0, len };
+        n++;
+    }
+    if (n < count) bad = 1;
+    memmove(p->Pending, p->Pending + n, (p->PendingCount - n) * sizeof(p->Pending[0]));
+    p->PendingCount -= n;
+    pthread_mutex_unlock(&p->IoMu);
+    (void)FltsimIocpPost(p->Iocp, pk, n, 1);
+    return bad ? -1 : 0;
+}
+
+/* The pump of a handle's overlapped reads: while reads are pending, one GET_MANY for all of them
+ * (up to SIMW_GET_MANY_MAX); the messages complete the oldest reads. Ends at FilterClose (pending
+ * reads: STATUS_CANCELLED) or when the port is lost (STATUS_PORT_DISCONNECTED, and later reads
+ * fail at once). */
+static void *Pump(void *arg)
+{
+    FLTSIM_PORT *p = (FLTSIM_PORT *)arg;
+    uint8_t *in = (uint8_t *)malloc(SIMW_MAX_PAYLOAD);
+    int32_t hr = SIM_E_OUTOFMEMORY;
+    int closed;
+    for (;;) {
+        uint32_t k, cap, got = 0, i;
+        uint64_t count = 0;
+        int fd;
+        pthread_mutex_lock(&p->IoMu);
+        while (p->PendingCount == 0 && !p->IoStop) pthread_cond_wait(&p->IoCv, &p->IoMu);
+        if (p->IoStop) {
+            pthread_mutex_unlock(&p->IoMu);
+            break;
+        }
+        k = p->PendingCount < SIMW_GET_MANY_MAX ? p->PendingCount : SIMW_GET_MANY_MAX;
+        cap = p->Pending[0].Cap;
+        for (i = 1; i < k; i++) if (p->Pending[i].Cap < cap) cap = p->Pending[i].Cap;
+        pthread_mutex_unlock(&p->IoMu);
+        if (in == NULL) break;
+        fd = TakeAux(p);
+        if (fd < 0) {
+            hr = LostHr(p);
+            break;
+        }
+        if (Call(fd, SIMW_OP_GET_MANY, ((uint64_t)k << 32) | cap, NULL, 0, in, SIMW_MAX_PAYLOAD, &hr, &got, &count) != 0) {
+            GiveAux(p, fd, 0);
+            hr = LostHr(p);
+            break;
+        }
+        GiveAux(p, fd, 1);
+        if (hr == SIM_S_OK) {
+            if (DeliverMany(p, in, got, count) != 0) {
+                hr = SIM_E_HANDLE;
+                break;
+            }
+        } else if (hr == SIM_E_INSUFFICIENT_BUFFER) {
+            /* the next message does not fit the smallest pending buffer: that read fails (as the
+             * blocking call does); the message stays queued for a larger one */
+            FLTSIM_PACKET pk;
+            pthread_mutex_lock(&p->IoMu);
+            for (i = 0; i < p->PendingCount && p->Pending[i].Cap != cap; i++) {
+            }
+            if (i == p->PendingCount) i = 0;
+            pk = (FLTSIM_PACKET){ p->IocpKey, p->Pending[i].Overlapped, FLTSIM_STATUS_BUFFER_TOO_SMALL,
+                                  (uint32_t)count };
+            memmove(p->Pending + i, p->Pending + i + 1, (p->PendingCount - i - 1) * sizeof(p->Pending[0]));
+            p->PendingCount--;
+            pthread_mutex_unlock(&p->IoMu);
+            (void)FltsimIocpPost(p->Iocp, &pk, 1, 1);
+        } else {
+            break;
+        }
+    }
+    free(in);
+    /* closed by FilterClose: cancelled; anything else (the simulator dropped the client, a broken
+     * response, no memory): the port is lost for this handle */
+    closed = LostHr(p) == SIM_E_OPERATION_ABORTED;
+    pthread_mutex_lock(&p->IoMu);
+    if (!closed) p->IoFailed = hr == SIM_E_OUTOFMEMORY ? hr : SIM_E_HANDLE;
+    pthread_mutex_unlock(&p->IoMu);
+    FailPending(p, closed ? FLTSIM_STATUS_CANCELLED : FLTSIM_STATUS_PORT_DISCONNECTED);
+    return NULL;
+}
+
+/* FilterGetMessage with an OVERLAPPED: queues the read for the pump (starting it on first use). */
+static int32_t GetOverlapped(FLTSIM_PORT *p, uint8_t *buf, uint32_t cap, FLTSIM_OVERLAPPED *ov)
+{
+    int32_t hr = FLTSIM_E_IO_PENDING;
+    if (p->Iocp == NULL) return SIM_E_INVALIDARG; /* only completion-port delivery is emulated */
+    pthread_mutex_lock(&p->IoMu);
+    if (p->IoFailed != 0) {
+        hr = p->IoFailed;
+    } else if (p->PendingCount == FLTSIM_MAX_PENDING) {
+        hr = SIM_E_NO_SYSTEM_RESOURCES;
+    } else if (!p->PumpStarted && pthread_create(&p->Pump, NULL, Pump, p) != 0) {
+        hr = SIM_E_NO_SYSTEM_RESOURCES;
+    } else {
+        p->PumpStarted = 1;
+        ov->Internal = FLTSIM_STATUS_PENDING;
+        ov->InternalHigh = 0;
+        p->Pending[p->PendingCount++] = (FLTSIM_READ){ buf, cap, ov };
+        pthread_cond_signal(&p->IoCv);
+    }
+    pthread_mutex_unlock(&p->IoMu);
+    return hr;
+}
+
 FLTSIM_EXPORT int32_t FilterGetMessage(void *hPort, void *lpMessageBuffer, uint32_t dwMessageBufferSize,
                                        void *lpOverlapped)
 {
     FLTSIM_PORT *p;
     int32_t hr;
     uint32_t got = 0;
-    if (lpOverlapped != NULL || lpMessageBuffer == NULL || dwMessageBufferSize < 16) return SIM_E_INVALIDARG;
+    if (lpMessageBuffer == NULL || dwMessageBufferSize < 16) return SIM_E_INVALIDARG;
     p = Acquire(hPort);
     if (p == NULL) return SIM_E_HANDLE;
-    hr = PortCall(p, SIMW_OP_GET, dwMessageBufferSize, NULL, 0, lpMessageBuffer, dwMessageBufferSize, &got);
+    if (lpOverlapped != NULL) {
+        hr = GetOverlapped(p, (uint8_t *)lpMessageBuffer, dwMessageBufferSize, (FLTSIM_OVERLAPPED *)lpOverlapped);
+    } else {
+        hr = PortCall(p, SIMW_OP_GET, dwMessageBufferSize, NULL, 0, lpMessageBuffer, dwMessageBufferSize, &got);
+    }
     Release(p);
     return hr;
+}
+
+/* CreateIoCompletionPort: with INVALID_HANDLE_VALUE a new completion port; with a port handle, the
+ * association of that handle (key = CompletionKey) with ExistingCompletionPort or a new one. A
+ * handle is associated once. NULL on failure (GetLastError). */
+FLTSIM_EXPORT void *CreateIoCompletionPort(void *FileHandle, void *ExistingCompletionPort, uint64_t CompletionKey,
+                                           uint32_t NumberOfConcurrentThreads)
+{
+    FLTSIM_PORT *p;
+    FLTSIM_IOCP *c;
+    (void)NumberOfConcurrentThreads;
+    if (FileHandle == (void *)(intptr_t)-1) {
+        if (ExistingCompletionPort != NULL) {
+            gLastError = 87; /* ERROR_INVALID_PARAMETER */
+            return NULL;
+        }
+        c = FltsimIocpCreate();
+        if (c == NULL) gLastError = 8; /* ERROR_NOT_ENOUGH_MEMORY */
+        return c;
+    }
+    p = Acquire(FileHandle);
+    if (p == NULL) {
+        gLastError = 6; /* ERROR_INVALID_HANDLE */
+        return NULL;
+    }
+    if (ExistingCompletionPort != NULL) {
+        c = FltsimIocpAcquire(ExistingCompletionPort);
+        if (c == NULL) gLastError = 6;
+    } else {
+        c = FltsimIocpCreate();
+        if (c != NULL) c = FltsimIocpAcquire(c); /* the handle's reference and the association's */
+        if (c == NULL) gLastError = 8;
+    }
+    if (c != NULL) {
+        pthread_mutex_lock(&p->IoMu);
+        if (p->Iocp == NULL) {
+            p->Iocp = c;
+            p->IocpKey = CompletionKey;
+        } else {
+            gLastError = 87;
+            FltsimIocpRelease(c);
+            c = NULL;
+        }
+        pthread_mutex_unlock(&p->IoMu);
+    }
+    Release(p);
+    return c;
 }
 
 /* FilterReplyMessage in the caller's thread, through the shared slots: finds the waiting sender by
@@ -451,12 +685,23 @@ FLTSIM_EXPORT int32_t FilterClose(void *hPort)
     for (i = 0; i < p->BusyCount; i++) shutdown(p->Busy[i], SHUT_RDWR);
     shutdown(p->MainFd, SHUT_RDWR); /* the simulator sees the client go: port disconnected */
     while (p->Users > 0) pthread_cond_wait(&p->UsersCv, &gLock);
+    pthread_mutex_unlock(&gLock);
+    /* the pump cancels the pending overlapped reads (their completions are queued) and ends */
+    pthread_mutex_lock(&p->IoMu);
+    p->IoStop = 1;
+    pthread_cond_broadcast(&p->IoCv);
+    pthread_mutex_unlock(&p->IoMu);
+    if (p->PumpStarted) pthread_join(p->Pump, NULL);
+    if (p->Iocp != NULL) FltsimIocpRelease(p->Iocp);
+    pthread_mutex_lock(&gLock);
     for (i = 0; i < p->IdleCount; i++) close(p->Idle[i]);
     p->IdleCount = 0;
     pthread_mutex_unlock(&gLock);
     close(p->MainFd);
     if (p->Shm) munmap(p->Shm, sizeof(SIM_SHM));
     pthread_cond_destroy(&p->UsersCv);
+    pthread_cond_destroy(&p->IoCv);
+    pthread_mutex_destroy(&p->IoMu);
     p->Magic = 0;
     free(p);
     return SIM_S_OK;

@@ -241,31 +241,23 @@ static void Disconnect(SIM_PORT *P, uint64_t generation)
     if (was) AgentshCoreClientDisconnected(P->Core);
 }
 
-/* GET: blocks until a message is queued or the connection generation changes. */
-static int HandleGet(SIM_PORT *P, int fd, uint64_t generation, uint64_t capacity, uint8_t *buf)
+/* Blocks until a message is queued or the connection generation changes. Locked on return;
+ * nonzero when the wait ended without a message (aborted). */
+static int WaitQueued(SIM_PORT *P, uint64_t generation)
 {
-    SIM_MSG *m;
-    SIM_SHM_SLOT *s;
-    FILTER_MESSAGE_HEADER fh;
-    uint32_t total;
-    uint64_t id;
-
     Lock(P);
     while (P->Connected && P->Generation == generation && P->QHead == NULL && !P->Stopping) {
         (void)SimShmWaitResult(P->Mu, pthread_cond_wait(P->GetCv, P->Mu));
     }
-    if (!P->Connected || P->Generation != generation || P->Stopping) {
-        Unlock(P);
-        return Respond(fd, SIM_E_OPERATION_ABORTED, 0, NULL, 0);
-    }
-    m = P->QHead;
-    total = 16u + m->Size;
-    if (capacity < total) {
-        /* stays queued for a reader with a large enough buffer (or until the sender times out) */
-        pthread_cond_signal(P->GetCv);
-        Unlock(P);
-        return Respond(fd, SIM_E_INSUFFICIENT_BUFFER, total, NULL, 0);
-    }
+    return !P->Connected || P->Generation != generation || P->Stopping;
+}
+
+/* Takes the head of the queue into buf (FILTER_MESSAGE_HEADER + message) and marks it delivered
+ * (a notification completes here). Locked. Returns the bytes written. */
+static uint32_t DeliverHeadLocked(SIM_PORT *P, uint8_t *buf, uint64_t *id)
+{
+    SIM_MSG *m = P->QHead;
+    FILTER_MESSAGE_HEADER fh;
     P->QHead = m->Next;
     if (P->QHead == NULL) P->QTail = NULL;
     m->Next = NULL;
@@ -274,26 +266,87 @@ static int HandleGet(SIM_PORT *P, int fd, uint64_t generation, uint64_t capacity
     fh.MessageId = m->Id;
     memcpy(buf, &fh, 16);
     memcpy(buf + 16, m->Data, m->Size);
-    id = m->Id;
-    s = &P->Shm->Slots[m->Slot];
-    if (m->Reply) s->State = SIM_SLOT_DELIVERED;
+    *id = m->Id;
+    if (m->Reply) P->Shm->Slots[m->Slot].State = SIM_SLOT_DELIVERED;
     else Complete(P, m->Slot, STATUS_SUCCESS);
     P->Delivered++;
+    return 16u + m->Size;
+}
+
+/* The reader vanished: gives the messages it took back to the front of the queue, in their order,
+ * when their senders still wait (notifications already completed). */
+static void Requeue(SIM_PORT *P, const uint64_t *ids, uint32_t n)
+{
+    uint32_t i = n;
+    Lock(P);
+    while (i-- > 0) {
+        SIM_MSG *m = DeliveredById(P, ids[i]);
+        if (m == NULL) continue;
+        P->Shm->Slots[m->Slot].State = SIM_SLOT_QUEUED;
+        m->Next = P->QHead;
+        P->QHead = m;
+        if (P->QTail == NULL) P->QTail = m;
+    }
     if (P->QHead) pthread_cond_signal(P->GetCv);
     Unlock(P);
+}
 
-    if (Respond(fd, SIM_S_OK, 0, buf, total) != 0) {
-        /* the reader vanished: give the message back to the queue if its sender still waits */
-        Lock(P);
-        m = DeliveredById(P, id);
-        if (m != NULL) {
-            P->Shm->Slots[m->Slot].State = SIM_SLOT_QUEUED;
-            m->Next = P->QHead;
-            P->QHead = m;
-            if (P->QTail == NULL) P->QTail = m;
-            pthread_cond_signal(P->GetCv);
-        }
+/* GET: one message, blocking until one is queued. */
+static int HandleGet(SIM_PORT *P, int fd, uint64_t generation, uint64_t capacity, uint8_t *buf)
+{
+    uint32_t total;
+    uint64_t id;
+    if (WaitQueued(P, generation)) {
         Unlock(P);
+        return Respond(fd, SIM_E_OPERATION_ABORTED, 0, NULL, 0);
+    }
+    total = 16u + P->QHead->Size;
+    if (capacity < total) {
+        /* stays queued for a reader with a large enough buffer (or until the sender times out) */
+        pthread_cond_signal(P->GetCv);
+        Unlock(P);
+        return Respond(fd, SIM_E_INSUFFICIENT_BUFFER, total, NULL, 0);
+    }
+    (void)DeliverHeadLocked(P, buf, &id);
+    if (P->QHead) pthread_cond_signal(P->GetCv);
+    Unlock(P);
+    if (Respond(fd, SIM_S_OK, 0, buf, total) != 0) {
+        Requeue(P, &id, 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* GET_MANY: what several pending overlapped FilterGetMessage calls receive at once. Blocks until one
+ * message is queued, then takes up to `count` queued messages that fit `capacity` each (and the
+ * response limit together), in queue order. Response: Arg = messages, payload = for each a uint32
+ * length then FILTER_MESSAGE_HEADER + message. */
+static int HandleGetMany(SIM_PORT *P, int fd, uint64_t generation, uint64_t arg, uint8_t *buf)
+{
+    uint32_t count = (uint32_t)(arg >> 32), capacity = (uint32_t)arg, used = 0, n = 0;
+    uint64_t ids[SIMW_GET_MANY_MAX];
+    if (count == 0 || count > SIMW_GET_MANY_MAX || capacity < 16) return Respond(fd, SIM_E_INVALIDARG, 0, NULL, 0);
+    if (WaitQueued(P, generation)) {
+        Unlock(P);
+        return Respond(fd, SIM_E_OPERATION_ABORTED, 0, NULL, 0);
+    }
+    if (capacity < 16u + P->QHead->Size) {
+        uint32_t total = 16u + P->QHead->Size;
+        pthread_cond_signal(P->GetCv);
+        Unlock(P);
+        return Respond(fd, SIM_E_INSUFFICIENT_BUFFER, total, NULL, 0);
+    }
+    while (n < count && P->QHead != NULL && 16u + P->QHead->Size <= capacity &&
+           used + 4u + 16u + P->QHead->Size <= SIMW_MAX_PAYLOAD) {
+        uint32_t len = DeliverHeadLocked(P, buf + used + 4u, &ids[n]);
+        memcpy(buf + used, &len, 4);
+        used += 4u + len;
+        n++;
+    }
+    if (P->QHead) pthread_cond_signal(P->GetCv);
+    Unlock(P);
+    if (Respond(fd, SIM_S_OK, n, buf, used) != 0) {
+        Requeue(P, ids, n);
         return -1;
     }
     return 0;
@@ -433,6 +486,8 @@ static void *ConnThread(void *arg)
         }
         if (h.Op == SIMW_OP_GET) {
             if (HandleGet(P, c.Fd, generation, h.Arg, out) != 0) break;
+        } else if (h.Op == SIMW_OP_GET_MANY) {
+            if (HandleGetMany(P, c.Fd, generation, h.Arg, out) != 0) break;
         } else if (h.Op == SIMW_OP_REPLY) {
             if (HandleReply(P, c.Fd, generation, buf, h.Length) != 0) break;
         } else if (h.Op == SIMW_OP_SEND) {

@@ -30,6 +30,10 @@ typedef struct SIMW_HEADER {
 #define SIMW_OP_REPLY    4u  /* payload = FILTER_REPLY_HEADER + reply */
 #define SIMW_OP_SEND     5u  /* Arg = output capacity; payload = input; resp payload = output */
 #define SIMW_OP_VOLUMES  6u  /* resp payload = UTF-8 "C:=\Device\HarddiskVolume3\n..." */
+#define SIMW_OP_GET_MANY 7u  /* Arg = count << 32 | capacity of each buffer; resp Arg = messages,
+                                payload = per message: uint32 length, FILTER_MESSAGE_HEADER + message */
+
+#define SIMW_GET_MANY_MAX 64u
 
 #define SIMW_MAX_PAYLOAD (16u + 256u * 1024u + 64u)
 

@@ -12,6 +12,11 @@ int32_t FilterReplyMessage(void *, void *, uint32_t);
 int32_t FilterSendMessage(void *, void *, uint32_t, void *, uint32_t, uint32_t *);
 int32_t FilterClose(void *);
 uint32_t QueryDosDeviceW(const uint16_t *, uint16_t *, uint32_t);
+uint32_t GetLastError(void);
+void *CreateIoCompletionPort(void *, void *, uint64_t, uint32_t);
+int32_t GetQueuedCompletionStatusEx(void *, void *, uint32_t, uint32_t *, uint32_t, int32_t);
+int32_t PostQueuedCompletionStatus(void *, uint32_t, uint64_t, void *);
+int32_t CloseHandle(void *);
 
 static AGENTSH_CORE gCore;
 static SIM_PORT gPort;
@@ -306,6 +311,141 @@ static void test_port_query_dos_device(void)
     CHECK_EQ(out[6], 0);
 }
 
+/* x64 OVERLAPPED and OVERLAPPED_ENTRY, as the broker lays them out */
+typedef struct { uint64_t Internal, InternalHigh; uint32_t Offset, OffsetHigh; void *hEvent; } OVL;
+typedef struct { uint64_t Key; OVL *Ov; uint64_t Internal; uint32_t Bytes, Pad; } OVL_ENTRY;
+
+/* Waits for n completions on c (10 s at most); returns how many came. */
+static uint32_t Collect(void *c, OVL_ENTRY *out, uint32_t n)
+{
+    uint32_t got = 0, removed;
+    while (got < n) {
+        if (!GetQueuedCompletionStatusEx(c, out + got, n - got, &removed, 10000, 0)) break;
+        got += removed;
+    }
+    return got;
+}
+
+typedef struct { void *C; int32_t Ok; uint32_t Err; } IOCP_WAITER;
+
+static void *IocpWaiter(void *a)
+{
+    IOCP_WAITER *w = (IOCP_WAITER *)a;
+    OVL_ENTRY e;
+    uint32_t removed = 0;
+    w->Ok = GetQueuedCompletionStatusEx(w->C, &e, 1, &removed, 0xFFFFFFFFu, 0);
+    w->Err = GetLastError();
+    return NULL;
+}
+
+static void test_port_overlapped_reads_completion_port(void)
+{
+    enum { READS = 8, QUERIES = 5 };
+    static uint8_t bufs[READS][16 + 4096];
+    static OVL ov[READS];
+    static char paths[QUERIES][64];
+    DECIDER d[QUERIES];
+    pthread_t t[QUERIES], wt;
+    OVL_ENTRY e[READS];
+    OVL mine;
+    IOCP_WAITER w;
+    void *h, *c, *c2;
+    uint32_t i, k, removed = 7, seen = 0;
+    Start();
+    SetTimeout(5000, 10);
+    CHECK_EQ(Connect(&h), 0);
+    /* not associated yet: overlapped reads are refused */
+    CHECK_EQ((uint32_t)FilterGetMessage(h, bufs[0], sizeof(bufs[0]), &ov[0]), 0x80070057u);
+    c = CreateIoCompletionPort(h, NULL, 42, 1);
+    CHECK(c != NULL);
+    CHECK(CreateIoCompletionPort(h, NULL, 43, 1) == NULL); /* a handle is associated once */
+    CHECK_EQ(GetLastError(), 87u);
+    CHECK(CreateIoCompletionPort((void *)(intptr_t)-1, c, 0, 1) == NULL);
+    for (i = 0; i < READS; i++) {
+        CHECK_EQ((uint32_t)FilterGetMessage(h, bufs[i], sizeof(bufs[i]), &ov[i]), 0x800703E5u); /* IO_PENDING */
+        CHECK_EQ(ov[i].Internal, 0x103u);
+    }
+    /* nothing yet: a bounded wait times out */
+    CHECK_EQ(GetQueuedCompletionStatusEx(c, e, READS, &removed, 20, 0), 0);
+    CHECK_EQ(GetLastError(), 258u);
+    CHECK_EQ(removed, 0u);
+    /* five queries complete five reads, oldest first, each with its message */
+    for (i = 0; i < QUERIES; i++) {
+        snprintf(paths[i], sizeof paths[i], "\\Device\\HarddiskVolume3\\ovl%u", i);
+        d[i].Path = paths[i];
+        pthread_create(&t[i], NULL, DecideT, &d[i]);
+    }
+    CHECK_EQ(Collect(c, e, QUERIES), QUERIES);
+    for (i = 0; i < QUERIES; i++) {
+        FILTER_MESSAGE_HEADER fh;
+        AGENTSH_REPLY_MESSAGE rep;
+        uint32_t type;
+        k = (uint32_t)(e[i].Ov - ov);
+        CHECK(k < QUERIES);
+        seen |= 1u << k;
+        CHECK_EQ(e[i].Key, 42u);
+        CHECK_EQ(e[i].Internal, 0u);
+        CHECK_EQ(ov[k].Internal, 0u);
+        CHECK_EQ(ov[k].InternalHigh, e[i].Bytes);
+        CHECK_EQ(e[i].Bytes, 16u + ((AGENTSH_MESSAGE_HEADER *)(bufs[k] + 16))->Size);
+        CHECK_EQ(AgentshValidateMessage(bufs[k] + 16, e[i].Bytes - 16, &type), STATUS_SUCCESS);
+        CHECK_EQ(type, MSG_POLICY_CHECK_FILE);
+        memcpy(&fh, bufs[k], 16);
+        memset(&rep, 0, sizeof(rep));
+        rep.ReplyHeader.MessageId = fh.MessageId;
+        rep.Response.Header.Type = MSG_POLICY_RESPONSE;
+        rep.Response.Header.Size = 32;
+        memcpy(&rep.Response.Header.RequestId, bufs[k] + 16 + 8, 8);
+        rep.Response.Decision = DECISION_ALLOW;
+        CHECK_EQ(FilterReplyMessage(h, &rep, sizeof(rep)), 0);
+    }
+    CHECK_EQ(seen, (1u << QUERIES) - 1u); /* the oldest reads got the messages */
+    for (i = 0; i < QUERIES; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_EQ(d[i].V.Source, AGENTSH_SOURCE_BROKER);
+        CHECK_EQ(d[i].V.Decision, DECISION_ALLOW);
+    }
+    /* a posted packet comes through as posted, and leaves its OVERLAPPED alone */
+    memset(&mine, 0, sizeof(mine));
+    mine.Internal = 77;
+    CHECK_EQ(PostQueuedCompletionStatus(c, 9, 99, &mine), 1);
+    CHECK_EQ(Collect(c, e, 1), 1u);
+    CHECK_EQ(e[0].Key, 99u);
+    CHECK_EQ(e[0].Bytes, 9u);
+    CHECK(e[0].Ov == &mine);
+    CHECK_EQ(mine.Internal, 77u);
+    /* closing the port handle cancels the reads still pending */
+    CHECK_EQ(FilterClose(h), 0);
+    CHECK_EQ(Collect(c, e, READS - QUERIES), READS - QUERIES);
+    for (i = 0; i < READS - QUERIES; i++) {
+        CHECK_EQ((uint32_t)e[i].Internal, 0xC0000120u); /* STATUS_CANCELLED */
+        CHECK(e[i].Ov >= ov + QUERIES && e[i].Ov < ov + READS);
+    }
+    WaitDisconnected();
+    /* closing the completion port ends a wait on it; the handle is gone afterwards */
+    w.C = c;
+    pthread_create(&wt, NULL, IocpWaiter, &w);
+    usleep(20000);
+    CHECK_EQ(CloseHandle(c), 1);
+    pthread_join(wt, NULL);
+    CHECK(w.Ok == 0 && (w.Err == 735u || w.Err == 6u));
+    CHECK_EQ(GetQueuedCompletionStatusEx(c, e, 1, &removed, 0, 0), 0);
+    CHECK_EQ(GetLastError(), 6u);
+    CHECK_EQ(CloseHandle(c), 0);
+    /* a completion port on its own, then a port handle associated with it */
+    c2 = CreateIoCompletionPort((void *)(intptr_t)-1, NULL, 0, 1);
+    CHECK(c2 != NULL);
+    CHECK_EQ(Connect(&h), 0);
+    CHECK(CreateIoCompletionPort(h, c2, 5, 1) == c2);
+    CHECK_EQ((uint32_t)FilterGetMessage(h, bufs[0], sizeof(bufs[0]), &ov[0]), 0x800703E5u);
+    CHECK_EQ(FilterClose(h), 0);
+    CHECK_EQ(Collect(c2, e, 1), 1u);
+    CHECK_EQ(e[0].Key, 5u);
+    CHECK_EQ((uint32_t)e[0].Internal, 0xC0000120u);
+    CHECK_EQ(CloseHandle(c2), 1);
+    WaitDisconnected();
+}
+
 const TEST_CASE gPortTests[] = {
     { "port_connect_magic_version_single_client", test_port_connect_rules },
     { "port_request_reply_framing", test_port_request_reply_framing },
@@ -313,5 +453,6 @@ const TEST_CASE gPortTests[] = {
     { "port_many_blocked_readers_close_disconnect", test_port_many_readers_close_and_disconnect },
     { "port_filter_send_message_commands", test_port_send_message_commands },
     { "port_query_dos_device", test_port_query_dos_device },
+    { "port_overlapped_reads_completion_port", test_port_overlapped_reads_completion_port },
     { NULL, NULL }
 };

@@ -28,7 +28,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitFor(
+export async function waitFor(
   what: string,
   ok: () => boolean | Promise<boolean>,
   timeoutMs = 15_000,

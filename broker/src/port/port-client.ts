@@ -1,5 +1,5 @@
 // The broker's side of the filter port. Connects with the protocol version in the connection
-// context, keeps several FilterGetMessage calls outstanding (each on a thread of libuv's pool) so the driver
+// context, keeps several overlapped FilterGetMessage calls pending (port-reader.ts) so the driver
 // never waits for a reader, answers policy requests with FilterReplyMessage, sends commands with
 // FilterSendMessage, and reconnects with backoff when the port is lost. At every connect it
 // excludes its own pid and pushes the driver config, then calls onConnected (sessions are
@@ -22,14 +22,13 @@ import {
 import { CodecError } from "./codec-error.js";
 import type { FltLib } from "./port-fltlib.js";
 import { describeHr, HR, hresult, isPortLost, succeeded } from "./port-hresult.js";
+import { MAX_PENDING_READS, PortReader } from "./port-reader.js";
 import {
   CONNECT_MAGIC,
   Decision,
   ExcludeAction,
   Layouts,
   MsgType,
-  PORT_BUFFER_SIZE,
-  PORT_HEADER_SIZE,
   PORT_NAME,
   PROTOCOL_VERSION,
   Ttl,
@@ -47,7 +46,7 @@ export interface ReplyFields {
 export interface PortClientOptions {
   lib: FltLib;
   portName?: string;
-  /** FilterGetMessage calls kept outstanding (each blocks a thread of libuv's pool). */
+  /** Overlapped FilterGetMessage calls kept pending on the port. */
   readers: number;
   config: DriverConfig;
   /** Pids the driver must not filter; the broker's own pid is always added. */
@@ -86,6 +85,7 @@ export class PortError extends Error {
 
 export class PortClient extends EventEmitter {
   private handle: bigint | null = null;
+  private reader: PortReader | null = null;
   private stopping = false;
   private reconnecting: Promise<void> | null = null;
   private nextRequestId = 1n;
@@ -104,8 +104,8 @@ export class PortClient extends EventEmitter {
 
   constructor(private readonly opts: PortClientOptions) {
     super();
-    if (!Number.isInteger(opts.readers) || opts.readers < 1 || opts.readers > 12) {
-      throw new Error(`port readers must be 1..12, got ${opts.readers}`);
+    if (!Number.isInteger(opts.readers) || opts.readers < 1 || opts.readers > MAX_PENDING_READS) {
+      throw new Error(`port readers must be 1..${MAX_PENDING_READS}, got ${opts.readers}`);
     }
   }
 
@@ -223,43 +223,26 @@ export class PortClient extends EventEmitter {
       this.exclude([process.pid, ...(this.opts.excludePids ?? [])]);
       this.setConfig(this.opts.config);
       await this.opts.onConnected?.();
+      this.startReaders(handle, this.generation);
     } catch (e) {
       this.closeHandle();
       throw e;
     }
-    this.startReaders(handle, this.generation);
     this.stats.connected = true;
     this.stats.connects++;
     this.emit("connected");
   }
 
-  /**
-   * Keeps `readers` FilterGetMessage calls outstanding on the port, each on a thread of libuv's pool
-   * (koffi async): a call returns with a message (handed to the main thread) and is issued again at
-   * once; it ends when the handle is closed or the port is lost. The launchers size the pool
-   * (UV_THREADPOOL_SIZE) so that blocked readers leave room for DNS, file and crypto work.
-   */
+  /** The pending reads of this connection; a message goes to onPortMessage, a failure reconnects. */
   private startReaders(handle: bigint, gen: number): void {
-    for (let i = 0; i < this.opts.readers; i++) {
-      this.readAsync(handle, gen, Buffer.alloc(PORT_BUFFER_SIZE));
-    }
-  }
-
-  private readAsync(handle: bigint, gen: number, buf: Buffer): void {
-    this.opts.lib.getMessageAsync(handle, buf, (raw) => {
-      const hr = hresult(raw);
-      if (hr === 0) {
-        const size = buf.readUInt32LE(PORT_HEADER_SIZE + 4);
-        const n = size >= 16 && PORT_HEADER_SIZE + size <= buf.length ? PORT_HEADER_SIZE + size : buf.length;
-        const bytes = new Uint8Array(n);
-        bytes.set(buf.subarray(0, n));
-        // Only readers of the current connection read on (handle values can be reused).
-        if (gen === this.generation) this.readAsync(handle, gen, buf);
-        this.onPortMessage(bytes, handle);
-      } else if (gen === this.generation && this.handle !== null && !this.stopping) {
-        this.portLost("FilterGetMessage", hr);
-      }
+    const reader = new PortReader(this.opts.lib, handle, this.opts.readers, {
+      onMessage: (bytes) => this.onPortMessage(bytes, handle),
+      onLost: (where, code) => {
+        if (gen === this.generation && this.handle !== null && !this.stopping) this.portLost(where, code);
+      },
     });
+    this.reader = reader;
+    reader.start();
   }
 
   private onPortMessage(bytes: Uint8Array, handle: bigint): void {
@@ -342,6 +325,8 @@ export class PortClient extends EventEmitter {
     const h = this.handle;
     this.handle = null;
     this.stats.connected = false;
+    this.reader?.stop();
+    this.reader = null;
     if (h !== null) {
       this.opts.lib.cancel(h);
       this.opts.lib.close(h);
@@ -350,7 +335,7 @@ export class PortClient extends EventEmitter {
 
   private async disconnect(): Promise<void> {
     this.generation++;
-    // Closing the handle ends the outstanding FilterGetMessage calls (ERROR_OPERATION_ABORTED).
+    // Closing the handle cancels the pending reads; the reader frees their memory when they complete.
     this.closeHandle();
   }
 }

@@ -1,0 +1,156 @@
+// The reads of one port connection, the way Windows servers read a busy port (Microsoft's scanner
+// minifilter sample does the same): `count` overlapped FilterGetMessage calls stay pending, so the
+// driver never waits for a reader, and their completions are collected from a completion port by
+// one wait on libuv's thread pool (GetQueuedCompletionStatusEx), many at once under load. A burst
+// of messages costs the main thread one wake-up instead of one per message, and only one pool
+// thread is ever blocked, however many reads are pending.
+//
+// Memory: message buffers, OVERLAPPEDs and completion entries live in one native allocation that
+// the kernel (or the simulator) writes after the calls return; it is freed only when every read has
+// completed and no wait is in flight.
+import type { FltLib, NativeMemory } from "./port-fltlib.js";
+import { HR, hresult } from "./port-hresult.js";
+import { PORT_BUFFER_SIZE, PORT_HEADER_SIZE } from "./protocol.js";
+
+/** x64 OVERLAPPED and OVERLAPPED_ENTRY (minwinbase.h). */
+const OVERLAPPED_SIZE = 32;
+const ENTRY_SIZE = 32;
+const ENTRY_OVERLAPPED = 8;
+const ENTRY_INTERNAL = 16;
+const ENTRY_BYTES = 24;
+/** Completions taken per wait. */
+const MAX_ENTRIES = 64;
+const READ_KEY = 1;
+const WAKE_KEY = 2;
+
+export const MAX_PENDING_READS = 64;
+
+export interface PortReaderEvents {
+  /** A message (FILTER_MESSAGE_HEADER + message, copied out of the read buffer). */
+  onMessage(bytes: Uint8Array): void;
+  /** The port failed under a read (its HRESULT or NTSTATUS); called once. */
+  onLost(where: string, code: number): void;
+}
+
+export class PortReader {
+  private readonly port: bigint;
+  private readonly mem: NativeMemory;
+  private readonly view: DataView;
+  private readonly buffersAt = 0;
+  private readonly overlappedAt: number;
+  private readonly entriesAt: number;
+  private readonly removedAt: number;
+  /** Low 32 bits of the first OVERLAPPED's address (entries name reads by address). */
+  private readonly overlappedLow: number;
+  private pending = 0;
+  private waiting = false;
+  private stopping = false;
+  private lost = false;
+
+  /** Associates the port handle with a new completion port; throws when that fails. */
+  constructor(
+    private readonly lib: FltLib,
+    private readonly handle: bigint,
+    private readonly count: number,
+    private readonly events: PortReaderEvents,
+  ) {
+    if (!Number.isInteger(count) || count < 1 || count > MAX_PENDING_READS) {
+      throw new Error(`pending port reads must be 1..${MAX_PENDING_READS}, got ${count}`);
+    }
+    this.port = lib.createCompletionPort(handle, READ_KEY);
+    if (this.port === 0n) throw new Error("CreateIoCompletionPort failed for the filter port");
+    this.overlappedAt = count * PORT_BUFFER_SIZE;
+    this.entriesAt = this.overlappedAt + count * OVERLAPPED_SIZE;
+    this.removedAt = this.entriesAt + MAX_ENTRIES * ENTRY_SIZE;
+    this.mem = lib.alloc(this.removedAt + 8);
+    this.view = new DataView(this.mem.bytes.buffer, this.mem.bytes.byteOffset, this.mem.bytes.byteLength);
+    this.overlappedLow = Number(BigInt.asUintN(32, this.mem.address + BigInt(this.overlappedAt)));
+  }
+
+  /** Issues every read and starts collecting completions. */
+  start(): void {
+    for (let i = 0; i < this.count && !this.lost; i++) this.issue(i);
+    this.wait();
+  }
+
+  /**
+   * No more reads are issued. The caller closes the port handle next, which completes (cancels) the
+   * pending ones; the memory and the completion port are released after the last completes.
+   */
+  stop(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.waiting)
+      this.lib.postCompletion(this.port, WAKE_KEY); // a wait with nothing pending returns
+    else if (this.pending === 0) this.release();
+  }
+
+  private release(): void {
+    this.lib.closeCompletionPort(this.port);
+    this.mem.free();
+  }
+
+  private address(offset: number): bigint {
+    return this.mem.address + BigInt(offset);
+  }
+
+  private issue(i: number): void {
+    const hr = hresult(
+      this.lib.getMessageOverlapped(
+        this.handle,
+        this.address(this.buffersAt + i * PORT_BUFFER_SIZE),
+        PORT_BUFFER_SIZE,
+        this.address(this.overlappedAt + i * OVERLAPPED_SIZE),
+      ),
+    );
+    // S_OK: completed at once; its completion is queued all the same
+    if (hr === HR.ERROR_IO_PENDING || hr === HR.S_OK) this.pending++;
+    else this.fail("FilterGetMessage", hr);
+  }
+
+  private wait(): void {
+    this.waiting = true;
+    this.lib.waitCompletionsAsync(
+      this.port,
+      this.address(this.entriesAt),
+      MAX_ENTRIES,
+      this.address(this.removedAt),
+      (ok) => this.onCompletions(ok),
+    );
+  }
+
+  private onCompletions(ok: boolean): void {
+    this.waiting = false;
+    const n = ok ? this.view.getUint32(this.removedAt, true) : 0;
+    for (let j = 0; j < n; j++) {
+      const e = this.entriesAt + j * ENTRY_SIZE;
+      if (this.view.getUint32(e, true) !== READ_KEY) continue; // a wake-up
+      const i =
+        ((this.view.getUint32(e + ENTRY_OVERLAPPED, true) - this.overlappedLow) >>> 0) / OVERLAPPED_SIZE;
+      if (!Number.isInteger(i) || i >= this.count) continue; // not one of ours (cannot happen)
+      this.pending--;
+      const status = this.view.getUint32(e + ENTRY_INTERNAL, true);
+      if (status !== 0) {
+        if (!this.stopping) this.fail("FilterGetMessage completion", status);
+        continue;
+      }
+      const at = this.buffersAt + i * PORT_BUFFER_SIZE;
+      const size = this.view.getUint32(e + ENTRY_BYTES, true);
+      const len = size >= PORT_HEADER_SIZE && size <= PORT_BUFFER_SIZE ? size : PORT_BUFFER_SIZE;
+      const bytes = this.mem.bytes.slice(at, at + len);
+      if (!this.stopping) this.issue(i);
+      this.events.onMessage(bytes);
+    }
+    if (this.stopping && this.pending === 0) this.release();
+    else if (ok) this.wait();
+    // A failed wait: the completion port is unusable. The reads still pending keep their memory
+    // (the kernel may yet write into it), so it is never freed; the port is reconnected.
+    else if (!this.stopping) this.fail("GetQueuedCompletionStatusEx", HR.E_HANDLE);
+  }
+
+  private fail(where: string, code: number): void {
+    if (this.lost) return;
+    this.lost = true;
+    this.events.onLost(where, code);
+  }
+}
