@@ -1,4 +1,5 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
+import http2 from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -26,7 +27,7 @@ import {
 } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PolicyServer, startPolicyServer } from "./server.js";
+import { type PolicyServer, RESPONSE_COMPRESS_MIN_BYTES, startPolicyServer } from "./server.js";
 
 const POLICY = `version: 1
 name: server-test
@@ -252,6 +253,43 @@ describe("gRPC via @grpc/grpc-js", () => {
       value: { requestId: 5n, decision: Decision.ALLOW },
     });
   });
+  it("does not compress a batch of answers, even for a client that accepts gzip", async () => {
+    const checks = Array.from({ length: 64 }, (_, i) => ({
+      requestId: BigInt(i + 1),
+      kind: Kind.FILE,
+      operation: Operation.WRITE,
+      path: `C:\\elsewhere\\${"long-name-".repeat(8)}${i}`,
+      session,
+    }));
+    const body = toBinary(CheckStreamRequestSchema, create(CheckStreamRequestSchema, { checks }));
+    const frame = Buffer.alloc(5 + body.length);
+    frame.writeUInt32BE(body.length, 1);
+    frame.set(body, 5);
+    const session2 = http2.connect(`http://127.0.0.1:${server.port}`);
+    const req = session2.request({
+      ":method": "POST",
+      ":path": "/agentsh.v1.PolicyService/CheckStream",
+      "content-type": "application/grpc",
+      te: "trailers",
+      "grpc-accept-encoding": "gzip,deflate,identity",
+    });
+    const chunks: Buffer[] = [];
+    const headers = new Promise((r) => req.on("response", r));
+    req.on("data", (d: Buffer) => chunks.push(d));
+    const ended = new Promise((r) => req.on("end", r));
+    req.end(frame);
+    await headers; // (grpc-encoding names what the server may use; each message's flag says)
+    await ended;
+    session2.close();
+    const out = Buffer.concat(chunks);
+    expect(out[0]).toBe(0); // the message's compressed flag
+    const len = out.readUInt32BE(1);
+    expect(len).toBeGreaterThan(1024); // would have been compressed with the default threshold
+    expect(len).toBeLessThan(RESPONSE_COMPRESS_MIN_BYTES);
+    const res = fromBinary(CheckStreamResponseSchema, out.subarray(5, 5 + len));
+    expect(res.responses).toHaveLength(64);
+  });
+
   it("health Check, List and the policy version in metadata", async () => {
     const hc = codec(health.HealthCheckRequestSchema);
     const hr = codec(health.HealthCheckResponseSchema);

@@ -18,6 +18,8 @@ import { healthService, policyService, type ServiceState } from "./server-servic
 import { type Logger, PolicyStore, type ReloadResult, silentLogger } from "./server-store.js";
 import { observeStore, telemetryInterceptor } from "./telemetry-metrics.js";
 
+/** Responses smaller than this are never compressed, whatever the client accepts. */
+export const RESPONSE_COMPRESS_MIN_BYTES = 256 * 1024;
 export interface PolicyServerOptions {
   /** host:port; port 0 picks a free port. Default 127.0.0.1:7443. */
   address?: string | undefined;
@@ -91,6 +93,10 @@ export async function startPolicyServer(opts: PolicyServerOptions): Promise<Poli
     grpcWeb: true,
     connect: true,
     readMaxBytes: 4 * 1024 * 1024,
+    // Decisions are latency work: a batch of 64 answers (about 10 KiB) is not worth compressing,
+    // and a compressed one costs the broker a trip through zlib on libuv's pool (two thread
+    // wake-ups) for every message. Compressed requests are still accepted.
+    compressMinBytes: RESPONSE_COMPRESS_MIN_BYTES,
     interceptors: [telemetryInterceptor()],
   }) as (
     req: IncomingMessage | http2.Http2ServerRequest,
