@@ -95,12 +95,16 @@ export class PortReader {
   }
 
   private issue(i: number): void {
+    // A fresh OVERLAPPED for every request (its unused members must be zero; the scanner sample
+    // clears it the same way).
+    const ov = this.overlappedAt + i * OVERLAPPED_SIZE;
+    this.mem.bytes.fill(0, ov, ov + OVERLAPPED_SIZE);
     const hr = hresult(
       this.lib.getMessageOverlapped(
         this.handle,
         this.address(this.buffersAt + i * PORT_BUFFER_SIZE),
         PORT_BUFFER_SIZE,
-        this.address(this.overlappedAt + i * OVERLAPPED_SIZE),
+        this.address(ov),
       ),
     );
     // S_OK: completed at once; its completion is queued all the same
@@ -134,9 +138,17 @@ export class PortReader {
         if (!this.stopping) this.fail("FilterGetMessage completion", status);
         continue;
       }
+      // The message's own size (its header's Size field) bounds the copy, as the byte count of the
+      // completion may; a nonsense size copies the whole buffer and the decoder says what is wrong.
       const at = this.buffersAt + i * PORT_BUFFER_SIZE;
-      const size = this.view.getUint32(e + ENTRY_BYTES, true);
-      const len = size >= PORT_HEADER_SIZE && size <= PORT_BUFFER_SIZE ? size : PORT_BUFFER_SIZE;
+      const transferred = this.view.getUint32(e + ENTRY_BYTES, true);
+      const size = PORT_HEADER_SIZE + this.view.getUint32(at + PORT_HEADER_SIZE + 4, true);
+      const len =
+        size >= PORT_HEADER_SIZE + 16 &&
+        size <= PORT_BUFFER_SIZE &&
+        (transferred === 0 || size <= transferred)
+          ? size
+          : PORT_BUFFER_SIZE;
       const bytes = this.mem.bytes.slice(at, at + len);
       if (!this.stopping) this.issue(i);
       this.events.onMessage(bytes);
