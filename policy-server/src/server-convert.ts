@@ -1,8 +1,9 @@
 /** Proto <-> engine conversions, with validation that names the offending field. */
 import {
+  type CheckError,
   type CheckRequest,
   type CheckResponse,
-  CheckResponseSchema,
+  type CheckStreamResponse,
   Decision as PDecision,
   Kind as PKind,
   PolicyMode as PMode,
@@ -92,8 +93,13 @@ export function checkInputFromProto(req: CheckRequest): CheckInput {
   return input;
 }
 
+// The answers are object literals with every field, not create(): on the check path create() (a
+// reflective walk over the schema per message) was the server's largest single cost. Tests hold
+// each literal equal to what create() makes (server-convert.test.ts).
+
 export function checkResponseToProto(requestId: bigint, d: Decision): CheckResponse {
-  return create(CheckResponseSchema, {
+  return {
+    $typeName: "agentsh.v1.CheckResponse",
     requestId,
     decision: DECISION[d.decision],
     rule: d.rule,
@@ -107,9 +113,21 @@ export function checkResponseToProto(requestId: bigint, d: Decision): CheckRespo
     decidedSide: d.decidedSide ?? "",
     canonicalPath: d.canonicalPath,
     redirectPath: d.redirectPath ?? "",
+    approvalId: "",
     approvalTimeoutMs: d.approvalTimeoutMs ?? 0,
     notify: d.notify,
-  });
+  };
+}
+
+export function checkErrorToProto(requestId: bigint, code: string, message: string): CheckError {
+  return { $typeName: "agentsh.v1.CheckError", requestId, code, message };
+}
+
+/** A CheckStream message: one answer, one error, or a batch (fill `responses` and `errors`). */
+export function streamResponse(
+  result: CheckStreamResponse["result"] = { case: undefined },
+): CheckStreamResponse {
+  return { $typeName: "agentsh.v1.CheckStreamResponse", result, responses: [], errors: [] };
 }
 
 export function versionToProto(v: PolicyVersion): WatchPolicyResponse {

@@ -2,19 +2,22 @@
 import {
   CHECK_BATCH_HEADER,
   type CheckError,
-  CheckErrorSchema,
   type CheckRequest,
   type CheckResponse,
   type CheckStreamRequest,
   type CheckStreamResponse,
-  CheckStreamResponseSchema,
   health,
   PolicyService,
 } from "@agentsh/proto";
-import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { type ApprovalsContext, attachApproval } from "./server-approvals.js";
-import { checkInputFromProto, checkResponseToProto, versionToProto } from "./server-convert.js";
+import {
+  checkErrorToProto,
+  checkInputFromProto,
+  checkResponseToProto,
+  streamResponse,
+  versionToProto,
+} from "./server-convert.js";
 import type { PolicyStore, PolicyVersion } from "./server-store.js";
 import { evaluate } from "./telemetry-metrics.js";
 
@@ -90,11 +93,11 @@ async function streamCheck(
     const ce = toConnectError(err);
     return {
       ok: false,
-      error: create(CheckErrorSchema, {
-        requestId: id,
-        code: Code[ce.code]!.replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase()),
-        message: ce.rawMessage,
-      }),
+      error: checkErrorToProto(
+        id,
+        Code[ce.code]!.replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase()),
+        ce.rawMessage,
+      ),
     };
   } finally {
     state.inFlight--;
@@ -136,12 +139,12 @@ export function policyService(state: ServiceState): ServiceImpl<typeof PolicySer
         if (r.checks.length === 0) {
           const res = await streamCheck(state, r.check, ctx);
           yield res.ok
-            ? create(CheckStreamResponseSchema, { result: { case: "response", value: res.response } })
-            : create(CheckStreamResponseSchema, { result: { case: "error", value: res.error } });
+            ? streamResponse({ case: "response", value: res.response })
+            : streamResponse({ case: "error", value: res.error });
           continue;
         }
         // A batch: one answer message for all of it.
-        const out = create(CheckStreamResponseSchema);
+        const out = streamResponse();
         const batch = r.check ? [r.check, ...r.checks] : r.checks;
         for (const c of batch) {
           const res = await streamCheck(state, c, ctx);
