@@ -45,6 +45,23 @@ struct SIM_MSG {
     uint32_t ReplyLen;    /* socket replies: written to Reply directly */
 };
 
+/* A GET_MANY that found the queue empty: its connection thread waits, and the next sender answers it
+ * in its own thread (as FltSendMessage completes a pending FilterGetMessage in the sender's context),
+ * so a message reaches the client without a hop through a simulator thread. */
+struct SIM_PARKED {
+    SIM_PARKED *Next;
+    int Fd;
+    uint32_t Count, Capacity;
+    uint8_t *Buf;                 /* the connection thread's response buffer */
+    uint32_t State;               /* PARK_* */
+    pthread_cond_t Cv;            /* the connection thread waits here (with the port lock) */
+};
+
+#define PARK_WAITING 0u
+#define PARK_CLAIMED 1u           /* a sender is writing the answer */
+#define PARK_DONE 2u              /* answered */
+#define PARK_FAILED 3u            /* the answer could not be written (the messages were requeued) */
+
 static void Lock(SIM_PORT *P) { SimShmLock(P->Mu); }
 static void Unlock(SIM_PORT *P) { pthread_mutex_unlock(P->Mu); }
 
@@ -128,6 +145,9 @@ static void Deadline(struct timespec *ts, uint32_t ms)
     }
 }
 
+static int AnswerParkedLocked(SIM_PORT *P);
+static void WakeParkedLocked(SIM_PORT *P);
+
 NTSTATUS SimPortSend(void *Context, const void *Message, UINT32 MessageSize, void *Reply, UINT32 *ReplyLength,
                      UINT32 TimeoutMs)
 {
@@ -164,10 +184,14 @@ NTSTATUS SimPortSend(void *Context, const void *Message, UINT32 MessageSize, voi
     P->Msgs[m.Slot] = &m;
     if (P->QTail) P->QTail->Next = &m; else P->QHead = &m;
     P->QTail = &m;
-    /* the reader is woken after unlocking, so it does not block again on the lock we hold */
-    Unlock(P);
-    pthread_cond_signal(P->GetCv);
-    Lock(P);
+    if (AnswerParkedLocked(P)) {
+        if (P->QHead) pthread_cond_signal(P->GetCv);
+    } else {
+        /* the reader is woken after unlocking, so it does not block again on the lock we hold */
+        Unlock(P);
+        pthread_cond_signal(P->GetCv);
+        Lock(P);
+    }
     while (s->State != SIM_SLOT_DONE) {
         int rc = SimShmWaitResult(P->Mu, pthread_cond_timedwait(&s->Cv, P->Mu, &deadline));
         if (rc == ETIMEDOUT && s->State != SIM_SLOT_DONE) {
@@ -235,6 +259,7 @@ static void Disconnect(SIM_PORT *P, uint64_t generation)
         P->Disconnects++;
         FailAllLocked(P, STATUS_PORT_DISCONNECTED);
         pthread_cond_broadcast(P->GetCv);
+        WakeParkedLocked(P);
         was = 1;
     }
     Unlock(P);
@@ -317,24 +342,17 @@ static int HandleGet(SIM_PORT *P, int fd, uint64_t generation, uint64_t capacity
     return 0;
 }
 
-/* GET_MANY: what several pending overlapped FilterGetMessage calls receive at once. Blocks until one
- * message is queued, then takes up to `count` queued messages that fit `capacity` each (and the
- * response limit together), in queue order. Response: Arg = messages, payload = for each a uint32
- * length then FILTER_MESSAGE_HEADER + message. */
-static int HandleGetMany(SIM_PORT *P, int fd, uint64_t generation, uint64_t arg, uint8_t *buf)
+/* Builds a GET_MANY answer from the queue (not empty): up to `count` messages that fit `capacity`
+ * each and the response limit together, in queue order, delivered. Locked. *Hr is S_OK (Arg =
+ * messages, ids[] theirs) or INSUFFICIENT_BUFFER (Arg = the size the next message needs). */
+static uint32_t ServeManyLocked(SIM_PORT *P, uint32_t count, uint32_t capacity, uint8_t *buf, uint64_t *ids,
+                                int32_t *hr, uint64_t *arg)
 {
-    uint32_t count = (uint32_t)(arg >> 32), capacity = (uint32_t)arg, used = 0, n = 0;
-    uint64_t ids[SIMW_GET_MANY_MAX];
-    if (count == 0 || count > SIMW_GET_MANY_MAX || capacity < 16) return Respond(fd, SIM_E_INVALIDARG, 0, NULL, 0);
-    if (WaitQueued(P, generation)) {
-        Unlock(P);
-        return Respond(fd, SIM_E_OPERATION_ABORTED, 0, NULL, 0);
-    }
+    uint32_t used = 0, n = 0;
     if (capacity < 16u + P->QHead->Size) {
-        uint32_t total = 16u + P->QHead->Size;
-        pthread_cond_signal(P->GetCv);
-        Unlock(P);
-        return Respond(fd, SIM_E_INSUFFICIENT_BUFFER, total, NULL, 0);
+        *hr = SIM_E_INSUFFICIENT_BUFFER;
+        *arg = 16u + P->QHead->Size;
+        return 0;
     }
     while (n < count && P->QHead != NULL && 16u + P->QHead->Size <= capacity &&
            used + 4u + 16u + P->QHead->Size <= SIMW_MAX_PAYLOAD) {
@@ -343,13 +361,96 @@ static int HandleGetMany(SIM_PORT *P, int fd, uint64_t generation, uint64_t arg,
         used += 4u + len;
         n++;
     }
-    if (P->QHead) pthread_cond_signal(P->GetCv);
-    Unlock(P);
-    if (Respond(fd, SIM_S_OK, n, buf, used) != 0) {
-        Requeue(P, ids, n);
-        return -1;
+    *hr = SIM_S_OK;
+    *arg = n;
+    return used;
+}
+
+/* Writes a GET_MANY answer; on failure gives its messages back to the queue. */
+static int RespondMany(SIM_PORT *P, int fd, int32_t hr, uint64_t arg, const uint8_t *buf, uint32_t used,
+                       const uint64_t *ids)
+{
+    if (Respond(fd, hr, arg, buf, used) == 0) return 0;
+    if (hr == SIM_S_OK) Requeue(P, ids, (uint32_t)arg);
+    return -1;
+}
+
+/* Parked readers see a disconnect or a stop. Locked. */
+static void WakeParkedLocked(SIM_PORT *P)
+{
+    SIM_PARKED *r;
+    for (r = P->Parked; r != NULL; r = r->Next) pthread_cond_signal(&r->Cv);
+}
+
+/* GET_MANY: what several pending overlapped FilterGetMessage calls receive at once: up to `count`
+ * queued messages (see ServeManyLocked). Response: Arg = messages, payload = for each a uint32
+ * length then FILTER_MESSAGE_HEADER + message. With nothing queued the request parks until a sender
+ * answers it (SimPortSend) or the connection ends. */
+static int HandleGetMany(SIM_PORT *P, int fd, uint64_t generation, uint64_t arg, uint8_t *buf)
+{
+    uint32_t count = (uint32_t)(arg >> 32), capacity = (uint32_t)arg, used;
+    uint64_t ids[SIMW_GET_MANY_MAX], out = 0;
+    int32_t hr;
+    SIM_PARKED me, **pp;
+    pthread_condattr_t ca;
+    if (count == 0 || count > SIMW_GET_MANY_MAX || capacity < 16) return Respond(fd, SIM_E_INVALIDARG, 0, NULL, 0);
+    Lock(P);
+    if (P->QHead != NULL && P->Connected && P->Generation == generation && !P->Stopping) {
+        used = ServeManyLocked(P, count, capacity, buf, ids, &hr, &out);
+        if (P->QHead) pthread_cond_signal(P->GetCv);
+        Unlock(P);
+        return RespondMany(P, fd, hr, out, buf, used, ids);
     }
-    return 0;
+    memset(&me, 0, sizeof(me));
+    me.Fd = fd;
+    me.Count = count;
+    me.Capacity = capacity;
+    me.Buf = buf;
+    me.State = PARK_WAITING;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED); /* waited on with the process-shared lock */
+    pthread_cond_init(&me.Cv, &ca);
+    pthread_condattr_destroy(&ca);
+    me.Next = P->Parked;
+    P->Parked = &me;
+    while (me.State == PARK_CLAIMED ||
+           (me.State == PARK_WAITING && P->Connected && P->Generation == generation && !P->Stopping)) {
+        (void)SimShmWaitResult(P->Mu, pthread_cond_wait(&me.Cv, P->Mu));
+    }
+    if (me.State == PARK_WAITING) {
+        for (pp = &P->Parked; *pp != NULL; pp = &(*pp)->Next) {
+            if (*pp == &me) {
+                *pp = me.Next;
+                break;
+            }
+        }
+    }
+    Unlock(P);
+    pthread_cond_destroy(&me.Cv);
+    if (me.State == PARK_WAITING) return Respond(fd, SIM_E_OPERATION_ABORTED, 0, NULL, 0);
+    return me.State == PARK_DONE ? 0 : -1;
+}
+
+/* Called by a sender that just queued a message, locked: answers a parked GET_MANY from the queue in
+ * this thread. Returns with the lock held. Nonzero when there was one to answer. */
+static int AnswerParkedLocked(SIM_PORT *P)
+{
+    SIM_PARKED *r = P->Parked;
+    uint64_t ids[SIMW_GET_MANY_MAX], out = 0;
+    uint32_t used;
+    int32_t hr;
+    int ok;
+    if (r == NULL) return 0;
+    P->Parked = r->Next;
+    r->State = PARK_CLAIMED;
+    used = ServeManyLocked(P, r->Count, r->Capacity, r->Buf, ids, &hr, &out);
+    Unlock(P);
+    /* r stays valid: its thread waits until the state leaves CLAIMED */
+    ok = RespondMany(P, r->Fd, hr, out, r->Buf, used, ids) == 0;
+    Lock(P);
+    r->State = ok ? PARK_DONE : PARK_FAILED;
+    pthread_cond_signal(&r->Cv); /* under the lock: r is not touched after it is released */
+    return 1;
 }
 
 static int HandleReply(SIM_PORT *P, int fd, uint64_t generation, const uint8_t *buf, uint32_t len)
@@ -620,6 +721,7 @@ void SimPortStop(SIM_PORT *P)
     P->Generation++;
     FailAllLocked(P, STATUS_PORT_DISCONNECTED);
     pthread_cond_broadcast(P->GetCv);
+    WakeParkedLocked(P);
     Unlock(P);
     shutdown(P->ListenFd, SHUT_RDWR);
     close(P->ListenFd);

@@ -7,6 +7,7 @@
 #include "sim_shm.h"
 
 typedef struct SIM_MSG SIM_MSG;
+typedef struct SIM_PARKED SIM_PARKED;
 
 typedef struct SIM_PORT {
     pthread_mutex_t *Mu;        /* &Shm->Mu: the port lock, shared with the client's libfltsim */
@@ -14,6 +15,7 @@ typedef struct SIM_PORT {
     SIM_SHM *Shm;               /* slots of the messages in flight (see sim_shm.h) */
     int ShmFd;
     SIM_MSG *QHead, *QTail;     /* sent, not yet delivered to a FilterGetMessage */
+    SIM_PARKED *Parked;         /* GET_MANY requests waiting for a message (answered by the sender) */
     SIM_MSG *Msgs[SIM_SHM_SLOTS];        /* the sender's message of each slot in use */
     uint32_t FreeSlots[SIM_SHM_SLOTS];
     uint32_t FreeCount;
