@@ -109,6 +109,10 @@ const run: BenchGroup = async ({ quick, log }) => {
     figures.e2e_uncached_us_p50_1k = at1k.report.latency_us.p50;
     figures.e2e_uncached_us_p99_1k = at1k.report.latency_us.p99;
 
+    // The workload's threads are closed loops (each waits for its answer), so 16 of them cannot
+    // offer more than 16 / latency: at 1.6 ms that is 10000/s, and the generator, not the system,
+    // set the ceiling. 32 threads (a build's worth of concurrent compilers) offer the rate; the
+    // p99 < 10 ms criterion still bounds the queueing.
     let best = 0;
     for (const rate of quick ? [2000, 5000, 10000] : [2000, 4000, 6000, 8000, 10000, 12000, 15000, 20000]) {
       const r = (
@@ -119,7 +123,7 @@ const run: BenchGroup = async ({ quick, log }) => {
           "--duration",
           quick ? "2" : "4",
           "--threads",
-          "16",
+          "32",
         ])
       ).report;
       const ok = r.latency_us.p99 < 10_000 && r.ops_per_second >= 0.9 * rate;
