@@ -87,7 +87,6 @@ export class Broker {
     this.port = new PortClient({
       lib: this.lib,
       portName: config.driver.port,
-      // Readers block threads of libuv's pool: capped so that two stay free for other work.
       readers: config.driver.readers,
       config: driverConfigOf(config),
       onRequest: (req) => this.decider.answer(req),

@@ -101,7 +101,6 @@ export function loadFltLib(path = fltLibPath()): FltLib {
   const gqcsEx = (kernel32 ?? lib).func(PROTOTYPES.getQueuedCompletionStatusEx);
   const postQcs = (kernel32 ?? lib).func(PROTOTYPES.postQueuedCompletionStatus);
   const closeHandle = (kernel32 ?? lib).func(PROTOTYPES.closeHandle);
-  const toHandle = (h: bigint) => h;
   return {
     path,
     connect(portName, context) {
@@ -111,11 +110,11 @@ export function loadFltLib(path = fltLibPath()): FltLib {
     },
     send(handle, input, output) {
       const bytes = [0];
-      const hr = send(toHandle(handle), input, input.length, output, output?.length ?? 0, bytes) as number;
+      const hr = send(handle, input, input.length, output, output?.length ?? 0, bytes) as number;
       return { hr, bytesReturned: bytes[0] as number };
     },
     reply(handle, buf) {
-      return reply(toHandle(handle), buf, buf.length) as number;
+      return reply(handle, buf, buf.length) as number;
     },
     getMessageOverlapped(handle, buffer, size, overlapped) {
       return getOverlapped(handle, buffer, size, overlapped) as number;
@@ -140,10 +139,10 @@ export function loadFltLib(path = fltLibPath()): FltLib {
       return { address: koffi.address(ptr), bytes, free: () => koffi.free(ptr) };
     },
     close(handle) {
-      return close(toHandle(handle)) as number;
+      return close(handle) as number;
     },
     cancel(handle) {
-      cancelIoEx?.(toHandle(handle), null);
+      cancelIoEx?.(handle, null);
     },
     queryDosDevice(drive) {
       const buf = Buffer.alloc(2 * 1024);

@@ -36,10 +36,15 @@ export class PortReader {
   private readonly port: bigint;
   private readonly mem: NativeMemory;
   private readonly view: DataView;
-  private readonly buffersAt = 0;
+  // Layout of `mem`: count message buffers, count OVERLAPPEDs, MAX_ENTRIES entries, the count removed.
   private readonly overlappedAt: number;
   private readonly entriesAt: number;
   private readonly removedAt: number;
+  /** Native addresses of each read's buffer and OVERLAPPED, and of the wait's arguments. */
+  private readonly bufferAddr: bigint[] = [];
+  private readonly overlappedAddr: bigint[] = [];
+  private readonly entriesAddr: bigint;
+  private readonly removedAddr: bigint;
   /** Low 32 bits of the first OVERLAPPED's address (entries name reads by address). */
   private readonly overlappedLow: number;
   private pending = 0;
@@ -64,7 +69,14 @@ export class PortReader {
     this.removedAt = this.entriesAt + MAX_ENTRIES * ENTRY_SIZE;
     this.mem = lib.alloc(this.removedAt + 8);
     this.view = new DataView(this.mem.bytes.buffer, this.mem.bytes.byteOffset, this.mem.bytes.byteLength);
-    this.overlappedLow = Number(BigInt.asUintN(32, this.mem.address + BigInt(this.overlappedAt)));
+    const addr = (offset: number) => this.mem.address + BigInt(offset);
+    for (let i = 0; i < count; i++) {
+      this.bufferAddr.push(addr(i * PORT_BUFFER_SIZE));
+      this.overlappedAddr.push(addr(this.overlappedAt + i * OVERLAPPED_SIZE));
+    }
+    this.entriesAddr = addr(this.entriesAt);
+    this.removedAddr = addr(this.removedAt);
+    this.overlappedLow = Number(BigInt.asUintN(32, this.overlappedAddr[0]!));
   }
 
   /** Issues every read and starts collecting completions. */
@@ -90,10 +102,6 @@ export class PortReader {
     this.mem.free();
   }
 
-  private address(offset: number): bigint {
-    return this.mem.address + BigInt(offset);
-  }
-
   private issue(i: number): void {
     // A fresh OVERLAPPED for every request (its unused members must be zero; the scanner sample
     // clears it the same way).
@@ -102,9 +110,9 @@ export class PortReader {
     const hr = hresult(
       this.lib.getMessageOverlapped(
         this.handle,
-        this.address(this.buffersAt + i * PORT_BUFFER_SIZE),
+        this.bufferAddr[i]!,
         PORT_BUFFER_SIZE,
-        this.address(ov),
+        this.overlappedAddr[i]!,
       ),
     );
     // S_OK: completed at once; its completion is queued all the same
@@ -114,12 +122,8 @@ export class PortReader {
 
   private wait(): void {
     this.waiting = true;
-    this.lib.waitCompletionsAsync(
-      this.port,
-      this.address(this.entriesAt),
-      MAX_ENTRIES,
-      this.address(this.removedAt),
-      (ok) => this.onCompletions(ok),
+    this.lib.waitCompletionsAsync(this.port, this.entriesAddr, MAX_ENTRIES, this.removedAddr, (ok) =>
+      this.onCompletions(ok),
     );
   }
 
@@ -140,7 +144,7 @@ export class PortReader {
       }
       // The message's own size (its header's Size field) bounds the copy, as the byte count of the
       // completion may; a nonsense size copies the whole buffer and the decoder says what is wrong.
-      const at = this.buffersAt + i * PORT_BUFFER_SIZE;
+      const at = i * PORT_BUFFER_SIZE;
       const transferred = this.view.getUint32(e + ENTRY_BYTES, true);
       const size = PORT_HEADER_SIZE + this.view.getUint32(at + PORT_HEADER_SIZE + 4, true);
       const len =
