@@ -4,6 +4,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT, SIM_BIN, sleep } from "../../test/e2e/harness.js";
+import { sessionClient } from "../src/session/session-api.js";
 
 const CLK_TCK = 100; // Linux USER_HZ
 
@@ -87,26 +88,33 @@ export function brokerProcess(env: Record<string, string>): ChildProcess {
 /**
  * The session the simulator's synthetic workload runs in (sim_main.c: token 1, root pid 4000,
  * workspace C:\work\s0, the simulator's default user SID), registered with the broker over its
- * local API as the agent runtime does it (`agentsh-broker session register`), so the policy server
- * sees the workspace: the agent's own files are then allowed by the workspace rule, as in real use
- * (without it every write would be an unmatched write, denied and audited). The driver already has
- * the session from the simulator; registering it again with the same root is idempotent.
+ * local API as the agent runtime does it (a SessionService client on the broker's socket), so the
+ * policy server sees the workspace: the agent's own files are then allowed by the workspace rule, as
+ * in real use (without it every write would be an unmatched write, denied and audited). Waits for
+ * the broker's socket to accept (up to 5 s); the call itself takes milliseconds, so the session is there
+ * before the workload's warm-up ends. The driver already has the session from the simulator;
+ * registering it again with the same root is idempotent.
  */
 export async function registerSimSession(apiSocket: string): Promise<void> {
-  for (let i = 0; i < 200 && !existsSync(apiSocket); i++) await sleep(25);
-  const cli = spawn(
-    process.execPath,
-    [
-      join(ROOT, "broker/bin/agentsh-broker.mjs"),
-      ...["session", "register", "--token", "1", "--root-pid", "4000", "--workspace", "C:\\work\\s0"],
-      ...["--user-sid", "S-1-5-21-1000000000-1000000000-1000000000-1001", "--agent", "bench"],
-    ],
-    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, AGENTSH_API_SOCKET: apiSocket } },
-  );
-  let err = "";
-  cli.stderr!.on("data", (d) => {
-    err += d;
-  });
-  const code = await new Promise<number | null>((r) => cli.once("exit", r));
-  if (code !== 0) throw new Error(`agentsh-broker session register exited ${code}: ${err.slice(-500)}`);
+  const until = Date.now() + 5000;
+  for (;;) {
+    try {
+      if (existsSync(apiSocket)) {
+        await sessionClient(apiSocket).registerSession({
+          token: 1n,
+          rootPid: 4000,
+          workspace: "C:\\work\\s0",
+          userSid: "S-1-5-21-1000000000-1000000000-1000000000-1001",
+          userProfile: "",
+          agent: "bench",
+        });
+        return;
+      }
+    } catch (e) {
+      // The socket file appears a moment before the broker accepts on it.
+      if (Date.now() > until) throw e;
+    }
+    if (Date.now() > until) throw new Error(`no broker API on ${apiSocket}`);
+    await sleep(25);
+  }
 }

@@ -1,7 +1,9 @@
 // otel group: what OpenTelemetry costs end to end. The whole system as in production (driver
 // simulator issuing operations from C, the broker as deployed (bench-procs.ts), `agentsh-policy
 // serve`, each its own process) runs an unpaced uncached workload (every operation a new path, so
-// every one goes through broker, gRPC and engine: the instrumented path) in interleaved rounds:
+// every one goes through broker, gRPC and engine: the instrumented path) from 32 closed-loop
+// threads, enough to keep both cores busy: the figure is what the machine can do, not how fast 16
+// threads wake up. Modes:
 //   none:   OTEL_SDK_DISABLED=true (the API is a no-op everywhere)
 //   full:   every signal on with the shipped defaults: metrics on the Prometheus endpoints, scraped
 //           every second; traces (1% of decisions) and logs exported with OTLP/HTTP to a receiver
@@ -13,18 +15,28 @@
 //            registry writes denied; only those (about 3%) are audit records
 //   audited: the worst case for logging: every operation a write outside any rule (no session
 //            registered), so every decision is a deny with an audit record (also an OTLP log record)
-// instrumentation_overhead_pct = (throughput none - throughput full) / throughput none * 100 on the
-// agent workload, from the summed operations of the rounds; otel_overhead_pct_all_traced the same
-// for traced; otel_overhead_pct_all_audited for full on the audited workload; and the CPU each
-// process spends per decision (less sensitive to other load on the machine than throughput).
+// How it is compared: this machine's speed drifts by tens of percent within minutes, far more than
+// the cost being measured; two runs of the same mode one after the other differed by up to 25 %. So
+// each comparison runs two complete systems at the same time, the instrumented one and one with
+// none, each with its own simulator, broker and server (servers started first, then both
+// workloads together, so the measured windows coincide): both see the same machine at the same
+// moment, and with both cores saturated each gets about the same share of them, so the ratio of
+// their throughputs is the ratio of what a decision costs end to end. The system started first
+// runs a few percent faster, so rounds alternate which one that is, and each pair of rounds is
+// averaged (geometric mean of the two ratios): the same mode against itself this way came out
+// within 3 %. Comparisons: agent none + full, agent none + traced, audited none + full; a figure
+// is the median over the round pairs.
+//   instrumentation_overhead_pct = (1 - median(rate full / rate none)) * 100 on the agent workload;
+//   otel_overhead_pct_all_traced the same for traced; otel_overhead_pct_all_audited for full on
+//   the audited workload; and the CPU each process spends per decision (medians of the same ratios).
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BenchGroup } from "../../test/bench/main.js";
-import { freePort, ROOT, SIM_LIB, sleep } from "../../test/e2e/harness.js";
+import { canConnect, freePort, ROOT, SIM_LIB, sleep, waitFor } from "../../test/e2e/harness.js";
 import { brokerProcess, buildBroker, cpuSeconds, registerSimSession, simRun, stop } from "./bench-procs.js";
 
 /** A stand-in OpenTelemetry collector: accepts OTLP/HTTP exports, counts them. */
@@ -58,12 +70,29 @@ type Mode = "none" | "full" | "traced";
 type Workload = "agent" | "audited";
 
 const WARMUP_S = 2;
+/** Closed-loop workload threads: enough to keep both cores busy (16 leave them partly idle). */
+const THREADS = 32;
 
-async function round(mode: Mode, workload: Workload, seconds: number, otlp: string): Promise<Round> {
-  const dir = mkdtempSync(join(tmpdir(), "agentsh-bench-otel-"));
-  const [serverPort, brokerMetrics, serverMetrics] = [await freePort(), await freePort(), await freePort()];
-  const otel = (promPort: number): Record<string, string> =>
-    mode === "none"
+/** One system (policy server, simulator, broker) in one mode, started in steps so that the systems
+ * compared with each other start their workloads together. */
+class System {
+  private readonly dir = mkdtempSync(join(tmpdir(), "agentsh-bench-otel-"));
+  private server: ChildProcess | undefined;
+  private broker: ChildProcess | undefined;
+  private sim: ReturnType<typeof simRun> | undefined;
+  private scraper: NodeJS.Timeout | undefined;
+  private serverPort = 0;
+  private brokerMetrics = 0;
+  private serverMetrics = 0;
+
+  constructor(
+    readonly mode: Mode,
+    readonly workload: Workload,
+    private readonly otlp: string,
+  ) {}
+
+  private otel(promPort: number): Record<string, string> {
+    return this.mode === "none"
       ? { OTEL_SDK_DISABLED: "true" }
       : {
           OTEL_SDK_DISABLED: "false",
@@ -71,49 +100,63 @@ async function round(mode: Mode, workload: Workload, seconds: number, otlp: stri
           OTEL_EXPORTER_PROMETHEUS_PORT: String(promPort),
           OTEL_TRACES_EXPORTER: "otlp",
           OTEL_LOGS_EXPORTER: "otlp",
-          ...(mode === "traced" ? { OTEL_TRACES_SAMPLER: "parentbased_always_on" } : {}),
-          OTEL_EXPORTER_OTLP_ENDPOINT: otlp,
+          ...(this.mode === "traced" ? { OTEL_TRACES_SAMPLER: "parentbased_always_on" } : {}),
+          OTEL_EXPORTER_OTLP_ENDPOINT: this.otlp,
           OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
         };
-  const server = spawn(
-    process.execPath,
-    [
-      join(ROOT, "policy-server/bin/agentsh-policy.mjs"),
-      "serve",
-      "--addr",
-      `127.0.0.1:${serverPort}`,
-      "--policy",
-      join(ROOT, "policy-server/policies/default.yaml"),
-      "--no-watch",
-    ],
-    { stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, ...otel(serverMetrics) } },
-  );
-  const portSocket = join(dir, "port.sock");
-  let sim: ReturnType<typeof simRun> | undefined;
-  let broker: ChildProcess | undefined;
-  let scraper: NodeJS.Timeout | undefined;
-  try {
-    await sleep(1500);
-    sim = simRun(portSocket, [
-      ...["--paths", "1000000", "--hot-share", "0", "--rate", "0", "--threads", "16"],
-      ...(workload === "audited" ? ["--write-share", "1", "--registry-share", "0"] : []),
+  }
+
+  /** Starts the policy server and waits until it listens (its start-up time varies by seconds). */
+  async startServer(): Promise<void> {
+    [this.serverPort, this.brokerMetrics, this.serverMetrics] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
+    this.server = spawn(
+      process.execPath,
+      [
+        join(ROOT, "policy-server/bin/agentsh-policy.mjs"),
+        "serve",
+        "--addr",
+        `127.0.0.1:${this.serverPort}`,
+        "--policy",
+        join(ROOT, "policy-server/policies/default.yaml"),
+        "--no-watch",
+      ],
+      { stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, ...this.otel(this.serverMetrics) } },
+    );
+    await waitFor("the policy server", () => canConnect(this.serverPort));
+  }
+
+  /** Starts the simulator's workload and the broker; resolves with the measured window's figures. */
+  async run(seconds: number): Promise<Round> {
+    const server = this.server!;
+    const portSocket = join(this.dir, "port.sock");
+    const sim = simRun(portSocket, [
+      ...["--paths", "1000000", "--hot-share", "0", "--rate", "0", "--threads", String(THREADS)],
+      ...(this.workload === "audited" ? ["--write-share", "1", "--registry-share", "0"] : []),
       ...["--warmup", String(WARMUP_S), "--duration", String(seconds)],
     ]);
+    this.sim = sim;
     await sleep(200);
-    const api = join(dir, "broker.sock");
-    broker = brokerProcess({
-      ...otel(brokerMetrics),
+    const api = join(this.dir, "broker.sock");
+    const broker = brokerProcess({
+      ...this.otel(this.brokerMetrics),
       AGENTSH_SIM_SOCKET: portSocket,
       AGENTSH_DRIVER_LIBRARY: SIM_LIB,
-      AGENTSH_SERVER_ADDRESSES: `127.0.0.1:${serverPort}`,
+      AGENTSH_SERVER_ADDRESSES: `127.0.0.1:${this.serverPort}`,
       AGENTSH_API_SOCKET: api,
       AGENTSH_DRIVER_TIMEOUT_MS: "5000",
     });
-    if (workload === "agent") await registerSimSession(api);
-    if (mode !== "none") {
+    this.broker = broker;
+    // The simulator's warm-up starts when the broker connects, about when its API socket appears.
+    await waitFor("the broker", () => existsSync(api));
+    if (this.workload === "agent") await registerSimSession(api);
+    if (this.mode !== "none") {
       // A Prometheus that scrapes every second (collection is part of the cost).
-      scraper = setInterval(() => {
-        for (const p of [brokerMetrics, serverMetrics])
+      this.scraper = setInterval(() => {
+        for (const p of [this.brokerMetrics, this.serverMetrics])
           fetch(`http://127.0.0.1:${p}/metrics`)
             .then((r) => r.text())
             .catch(() => {});
@@ -122,76 +165,119 @@ async function round(mode: Mode, workload: Workload, seconds: number, otlp: stri
     const b0 = { t: 0, s: 0 };
     // From the end of the simulator's warm-up (its report covers the operations after it).
     const warm = setTimeout(() => {
-      b0.t = cpuSeconds(broker!.pid!);
+      b0.t = cpuSeconds(broker.pid!);
       b0.s = cpuSeconds(server.pid!);
     }, WARMUP_S * 1000);
     const report = await sim.report.finally(() => clearTimeout(warm));
     const bt = cpuSeconds(broker.pid!) - b0.t;
     const st = cpuSeconds(server.pid!) - b0.s;
-    const secs = report.operations / report.ops_per_second;
     return {
       ops: report.operations,
-      seconds: secs,
+      seconds: report.operations / report.ops_per_second,
       brokerCpuUsPerOp: (bt * 1e6) / report.operations,
       serverCpuUsPerOp: (st * 1e6) / report.operations,
     };
-  } finally {
-    if (scraper) clearInterval(scraper);
-    if (broker) await stop(broker);
-    if (sim) await stop(sim.proc);
-    await stop(server);
-    rmSync(dir, { recursive: true, force: true });
+  }
+
+  async stop(): Promise<void> {
+    if (this.scraper) clearInterval(this.scraper);
+    if (this.broker) await stop(this.broker);
+    if (this.sim) await stop(this.sim.proc);
+    if (this.server) await stop(this.server);
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * The systems of `modes` at the same time: every policy server up first, then every workload
+ * started together, so their measured windows coincide (a system measured while the other has
+ * already finished would have the machine to itself). One Round per mode, in order.
+ */
+async function together(modes: Mode[], workload: Workload, seconds: number, otlp: string): Promise<Round[]> {
+  const systems = modes.map((m) => new System(m, workload, otlp));
+  try {
+    await Promise.all(systems.map((s) => s.startServer()));
+    return await Promise.all(systems.map((s) => s.run(seconds)));
+  } finally {
+    await Promise.all(systems.map((s) => s.stop()));
+  }
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+function push<K extends string, V>(m: Partial<Record<K, V[]>>, k: K, v: V): void {
+  const xs = m[k];
+  if (xs) xs.push(v);
+  else m[k] = [v];
+}
+
+/** The comparisons: an instrumented mode and `none`, on one workload, run at the same time. */
+const PAIRS: ReadonlyArray<{ workload: Workload; mode: Exclude<Mode, "none"> }> = [
+  { workload: "agent", mode: "full" },
+  { workload: "agent", mode: "traced" },
+  { workload: "audited", mode: "full" },
+];
 
 const run: BenchGroup = async ({ quick, log }) => {
   buildBroker();
   const receiver = await otlpReceiver();
-  const seconds = quick ? 3 : 6;
-  const rounds = quick ? 2 : 4;
+  const seconds = quick ? 3 : 5;
+  const rounds = quick ? 2 : 6; // even: both start orders equally often
   type Kind = `${Workload}/${Mode}`;
-  const total: Record<string, Round[]> = {};
-  // Each round runs every kind once, in an order rotated from round to round, so drift over the
-  // run favours no kind.
-  const kinds: Kind[] = ["agent/none", "agent/full", "agent/traced", "audited/none", "audited/full"];
+  const runs: Partial<Record<Kind, Round[]>> = {};
+  /** Per round: instrumented / none, for throughput and for CPU per decision. */
+  const rateRatios: Partial<Record<Kind, number[]>> = {};
+  const cpuRatios: Partial<Record<Kind, number[]>> = {};
+  const rate = (r: Round) => r.ops / r.seconds;
+  const cpu = (r: Round) => r.brokerCpuUsPerOp + r.serverCpuUsPerOp;
+  const show = (k: string, r: Round) =>
+    `${k.padEnd(13)} ${rate(r).toFixed(0)}/s, CPU/decision broker ${r.brokerCpuUsPerOp.toFixed(1)} us, server ${r.serverCpuUsPerOp.toFixed(1)} us`;
   try {
     for (let i = 0; i < rounds; i++) {
-      for (let j = 0; j < kinds.length; j++) {
-        const kind = kinds[(i + j) % kinds.length]!;
-        const [workload, mode] = kind.split("/") as [Workload, Mode];
-        const r = await round(mode, workload, seconds, receiver.url);
-        total[kind] = [...(total[kind] ?? []), r];
-        log(
-          `${kind.padEnd(13)} ${(r.ops / r.seconds).toFixed(0)} uncached decisions/s, CPU/decision: broker ${r.brokerCpuUsPerOp.toFixed(1)} us, server ${r.serverCpuUsPerOp.toFixed(1)} us`,
-        );
+      for (const { workload, mode } of PAIRS) {
+        const order: Mode[] = i % 2 === 0 ? ["none", mode] : [mode, "none"];
+        const [a, b] = await together(order, workload, seconds, receiver.url);
+        const [none, inst] = i % 2 === 0 ? [a!, b!] : [b!, a!];
+        const k: Kind = `${workload}/${mode}`;
+        push(runs, `${workload}/none`, none);
+        push(runs, k, inst);
+        push(rateRatios, k, rate(inst) / rate(none));
+        push(cpuRatios, k, cpu(inst) / cpu(none));
+        log(`${show(`${workload}/none`, none)}  |  ${show(k, inst)}`);
       }
     }
   } finally {
     receiver.close();
   }
-  const rate = (k: Kind) => {
-    const rs = total[k]!;
-    return rs.reduce((a, r) => a + r.ops, 0) / rs.reduce((a, r) => a + r.seconds, 0);
-  };
-  const mean = (k: Kind, f: (r: Round) => number) =>
-    total[k]!.reduce((a, r) => a + f(r), 0) / total[k]!.length;
-  const cpu = (k: Kind) => mean(k, (r) => r.brokerCpuUsPerOp + r.serverCpuUsPerOp);
-  const cost = (k: Kind, base: Kind) => ((rate(base) - rate(k)) / rate(base)) * 100;
-  const cpuCost = (k: Kind, base: Kind) => ((cpu(k) - cpu(base)) / cpu(base)) * 100;
   log(`OTLP received: ${(receiver.bytes() / 1e6).toFixed(1)} MB`);
-  const out: Record<string, number> = {
-    instrumentation_overhead_pct: cost("agent/full", "agent/none"),
-    otel_overhead_pct_all_traced: cost("agent/traced", "agent/none"),
-    otel_overhead_pct_all_audited: cost("audited/full", "audited/none"),
-    otel_cpu_overhead_pct: cpuCost("agent/full", "agent/none"),
-    otel_cpu_overhead_pct_all_traced: cpuCost("agent/traced", "agent/none"),
-    otel_cpu_overhead_pct_all_audited: cpuCost("audited/full", "audited/none"),
+  const pct = (xs: number[]) => xs.map((x) => `${((1 - x) * 100).toFixed(1)}`).join(" ");
+  for (const [k, xs] of Object.entries(rateRatios)) log(`throughput cost per round, ${k}: ${pct(xs)} %`);
+  /** Rounds 2i and 2i+1 (the two start orders) averaged, then the median over those pairs. */
+  const paired = (xs: number[]) => {
+    const out: number[] = [];
+    for (let i = 0; i + 1 < xs.length; i += 2) out.push(Math.sqrt(xs[i]! * xs[i + 1]!));
+    return median(out);
   };
-  for (const k of kinds) {
+  const cost = (k: Kind) => (1 - paired(rateRatios[k]!)) * 100;
+  const cpuCost = (k: Kind) => (paired(cpuRatios[k]!) - 1) * 100;
+  const out: Record<string, number> = {
+    instrumentation_overhead_pct: cost("agent/full"),
+    otel_overhead_pct_all_traced: cost("agent/traced"),
+    otel_overhead_pct_all_audited: cost("audited/full"),
+    otel_cpu_overhead_pct: cpuCost("agent/full"),
+    otel_cpu_overhead_pct_all_traced: cpuCost("agent/traced"),
+    otel_cpu_overhead_pct_all_audited: cpuCost("audited/full"),
+  };
+  const mid = (k: Kind, f: (r: Round) => number) => median(runs[k]!.map(f));
+  for (const k of Object.keys(runs) as Kind[]) {
     const name = k.replace("/", "_");
-    out[`otel_uncached_per_s_${name}`] = rate(k);
-    out[`otel_broker_cpu_us_per_decision_${name}`] = mean(k, (r) => r.brokerCpuUsPerOp);
-    out[`otel_server_cpu_us_per_decision_${name}`] = mean(k, (r) => r.serverCpuUsPerOp);
+    out[`otel_uncached_per_s_${name}`] = mid(k, rate);
+    out[`otel_broker_cpu_us_per_decision_${name}`] = mid(k, (r) => r.brokerCpuUsPerOp);
+    out[`otel_server_cpu_us_per_decision_${name}`] = mid(k, (r) => r.serverCpuUsPerOp);
   }
   return out;
 };

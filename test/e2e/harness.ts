@@ -41,7 +41,8 @@ export async function waitFor(
   throw new Error(`timed out waiting for ${what}`);
 }
 
-const canConnect = (port: number) =>
+/** True when something accepts TCP connections on 127.0.0.1:`port`. */
+export const canConnect = (port: number) =>
   new Promise<boolean>((res) => {
     const s = net.connect(port, "127.0.0.1", () => {
       s.destroy();
