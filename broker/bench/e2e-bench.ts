@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BenchGroup } from "../../test/bench/main.js";
-import { freePort, ROOT, SIM_LIB, sleep } from "../../test/e2e/harness.js";
+import { canConnect, freePort, ROOT, SIM_LIB, sleep, waitFor } from "../../test/e2e/harness.js";
 import {
   brokerProcess,
   buildBroker,
@@ -86,7 +86,7 @@ const run: BenchGroup = async ({ quick, log }) => {
   const address = `127.0.0.1:${port}`;
   const figures: Record<string, number> = {};
   try {
-    await sleep(1500);
+    await waitFor("the policy server", () => canConnect(port));
     const secs = quick ? "3" : "10";
     // Uncached: every operation names a path never seen before (a million distinct, none hot).
     const uncached = ["--paths", "1000000", "--hot-share", "0", "--threads", "2"];
