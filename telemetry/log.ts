@@ -12,7 +12,7 @@ import {
 } from "@opentelemetry/api";
 import { type AnyValueMap, logs, type Logger as OtelLogger, SeverityNumber } from "@opentelemetry/api-logs";
 import pino, { type DestinationStream, type Logger } from "pino";
-import { activeTelemetry } from "./sdk.js";
+import { activeTelemetry, onBeforeFlush } from "./sdk.js";
 
 export interface LoggerOptions {
   /** `service` field of every line. */
@@ -117,12 +117,41 @@ export function isoTime(ms: number): string {
   return isoPrefix + MS3[ms - sec * 1000]!;
 }
 
+// OpenTelemetry log records of fixed-shape writers are emitted in batches: a record is kept as its
+// time, a copy of its values and its span, and every BATCH_MS (or at BATCH_MAX records, or before
+// the SDK flushes or shuts down) the held records go to the SDK in one loop. Emitted one by one, as
+// the rare event an audit record is (a few percent of decisions), each ran the SDK's code cold, at
+// tens of microseconds on the broker's main thread, which sets end-to-end throughput (see
+// broker/bench/otel-bench.ts); in a loop that code is compiled and cheap. The records keep their
+// own timestamps; the BatchLogRecordProcessor exports them as before (OTEL_BLRP_SCHEDULE_DELAY, 1 s
+// by default), so at most BATCH_MS is added before a record reaches it.
+const BATCH_MS = 100;
+const BATCH_MAX = 512;
+
+interface HeldRecord {
+  time: number;
+  values: FieldValue[];
+  span: SpanContext | undefined;
+}
+
+/** Writers with records held, and the timer that emits them. */
+const holding = new Set<() => void>();
+let batchTimer: NodeJS.Timeout | undefined;
+
+function emitHeld(): void {
+  if (batchTimer) clearTimeout(batchTimer);
+  batchTimer = undefined;
+  for (const emit of holding) emit();
+  holding.clear();
+}
+onBeforeFlush(emitHeld);
+
 /**
  * A writer of one fixed record shape at level info on `logger` (made by createLogger): the same JSON
  * line pino would write for `logger.info({ [keys[i]]: values[i], ...traceFields(span) }, msg)` and, when
- * the logger exports OpenTelemetry logs, the same log record, without pino's generic object walk, its
- * hooks or its mixin: the line is built from the precomputed keys and written to the logger's
- * destination, which batches writes (pino.destination, sync: false).
+ * the logger exports OpenTelemetry logs, the same log record (emitted in a batch, see above), without
+ * pino's generic object walk, its hooks or its mixin: the line is built from the precomputed keys and
+ * written to the logger's destination, which batches writes (pino.destination, sync: false).
  */
 export function recordWriter(logger: Logger, msg: string, keys: readonly string[]): RecordWriter {
   const meta = loggers.get(logger);
@@ -137,6 +166,27 @@ export function recordWriter(logger: Logger, msg: string, keys: readonly string[
   const out = meta.out;
   let otelLogger: OtelLogger | undefined;
   let otelOf: unknown;
+  let held: HeldRecord[] = [];
+  const emit = (): void => {
+    const records = held;
+    held = [];
+    const provider = logs.getLoggerProvider();
+    if (provider !== otelOf) {
+      otelOf = provider;
+      otelLogger = provider.getLogger(meta.service);
+    }
+    for (const r of records) {
+      otelLogger!.emit({
+        timestamp: r.time,
+        observedTimestamp: r.time,
+        severityNumber: SeverityNumber.INFO,
+        severityText: "INFO",
+        body: msg,
+        attributes: fieldsOf(keys, r.values) as AnyValueMap,
+        ...(r.span ? { context: trace.setSpanContext(ROOT_CONTEXT, r.span) } : {}),
+      });
+    }
+  };
   return (values, span) => {
     if (logger.levelVal > 30) return;
     const now = Date.now();
@@ -150,20 +200,13 @@ export function recordWriter(logger: Logger, msg: string, keys: readonly string[
       line += `"trace_id":"${span.traceId}","span_id":"${span.spanId}","trace_flags":"${flagsHex(span)}",`;
     out.write(line + tail);
     if (!meta.otel) return;
-    const provider = logs.getLoggerProvider();
-    if (provider !== otelOf) {
-      otelOf = provider;
-      otelLogger = provider.getLogger(meta.service);
+    held.push({ time: now, values: values.slice(), span: traced ? span : undefined });
+    holding.add(emit);
+    if (held.length >= BATCH_MAX) emitHeld();
+    else if (!batchTimer) {
+      batchTimer = setTimeout(emitHeld, BATCH_MS);
+      batchTimer.unref();
     }
-    const attributes: AnyValueMap = fieldsOf(keys, values);
-    otelLogger!.emit({
-      timestamp: now,
-      severityNumber: SeverityNumber.INFO,
-      severityText: "INFO",
-      body: msg,
-      attributes,
-      ...(traced ? { context: trace.setSpanContext(ROOT_CONTEXT, span) } : {}),
-    });
   };
 }
 

@@ -118,6 +118,18 @@ function withEnv<T>(overlay: Record<string, string>, fn: () => T): T {
 
 let active: Telemetry | undefined;
 
+/** Work that must reach the SDK before it flushes or shuts down (log.ts: records held for a batch). */
+const beforeFlush = new Set<() => void>();
+
+/** Registers `fn` to run before every flush and shutdown of the started SDK. */
+export function onBeforeFlush(fn: () => void): void {
+  beforeFlush.add(fn);
+}
+
+function runBeforeFlush(): void {
+  for (const fn of beforeFlush) fn();
+}
+
 /** The telemetry started in this process, if any. */
 export function activeTelemetry(): Telemetry | undefined {
   return active;
@@ -223,12 +235,14 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
       ? ["in-process"]
       : list(get("OTEL_LOGS_EXPORTER")).filter((e) => e !== "none"),
     flush: async () => {
+      runBeforeFlush();
       const mp = metrics.getMeterProvider() as { forceFlush?: () => Promise<void> };
       const tp = trace.getTracerProvider() as { getDelegate?: () => { forceFlush?: () => Promise<void> } };
       const lp = logs.getLoggerProvider() as { forceFlush?: () => Promise<void> };
       await Promise.all([mp.forceFlush?.(), tp.getDelegate?.().forceFlush?.(), lp.forceFlush?.()]);
     },
     shutdown: async () => {
+      runBeforeFlush();
       if (active === t) active = undefined;
       setRootSampling(0);
       await sdk.shutdown().catch(() => {});

@@ -1,8 +1,10 @@
 // The hot-path pieces of @agentsh/telemetry: the fixed-shape record writer (its JSON lines are what
 // JSON.parse reads back, for hostile strings too, and what pino writes), the array histograms (their
-// data points are what was counted, as an SDK histogram reports them) and root pre-sampling.
+// data points are what was counted, as an SDK histogram reports them; its OpenTelemetry log records
+// are emitted in batches and reach the SDK before it flushes) and root pre-sampling.
 import { Writable } from "node:stream";
 import { type SpanContext, TraceFlags } from "@opentelemetry/api";
+import { InMemoryLogRecordExporter, SimpleLogRecordProcessor } from "@opentelemetry/sdk-logs";
 import {
   AggregationTemporality,
   DataPointType,
@@ -13,6 +15,7 @@ import {
 import { describe, expect, it } from "vitest";
 import { createLogger, type FieldValue, isoTime, recordWriter } from "./log.js";
 import { collectFastMetrics, FastHistogram, metricProducer } from "./metrics.js";
+import { startSdk } from "./sdk.js";
 import { rootSampling, rootSpanContext, samplerFor, setRootSampling } from "./trace.js";
 
 function sink(): { lines: string[]; stream: Writable } {
@@ -102,6 +105,57 @@ describe("recordWriter", () => {
     expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toEqual([
       { level: 30, time: expect.any(String), service: "s", a: "y", msg: "m" },
     ]);
+  });
+});
+
+describe("recordWriter's OpenTelemetry log records", () => {
+  it("are held briefly and emitted together, with their own times, and before a flush", async () => {
+    // The in-memory exporter forgets its records when it shuts down: this one keeps them.
+    const exporter = new (class extends InMemoryLogRecordExporter {
+      override shutdown(): Promise<void> {
+        return Promise.resolve();
+      }
+    })();
+    const t = await startSdk({
+      service: "s",
+      version: "0",
+      defaultPrometheusPort: 0,
+      env: { OTEL_SDK_DISABLED: "false", OTEL_METRICS_EXPORTER: "none" },
+      logRecordProcessors: [new SimpleLogRecordProcessor({ exporter })],
+    });
+    try {
+      const { stream } = sink();
+      const logger = createLogger({ service: "s", destination: stream as never, otel: true });
+      const write = recordWriter(logger, "decision", ["a", "n"]);
+      const before = Date.now();
+      write(["x", 1]);
+      write(["y", undefined], {
+        traceId: "0af7651916cd43dd8448eb211c80319c",
+        spanId: "b7ad6b7169203331",
+        traceFlags: 1,
+      });
+      // Held: nothing has reached the SDK yet.
+      expect(exporter.getFinishedLogRecords()).toHaveLength(0);
+      await t.flush();
+      const recs = exporter.getFinishedLogRecords();
+      expect(recs.map((r) => r.attributes)).toEqual([{ a: "x", n: 1 }, { a: "y" }]);
+      expect(recs.map((r) => r.body)).toEqual(["decision", "decision"]);
+      expect(recs[1]!.spanContext?.spanId).toBe("b7ad6b7169203331");
+      for (const r of recs) {
+        const ms = r.hrTime[0] * 1000 + r.hrTime[1] / 1e6;
+        expect(ms).toBeGreaterThanOrEqual(before - 1);
+        expect(ms).toBeLessThanOrEqual(Date.now());
+      }
+      // Without a flush, the timer emits them.
+      write(["z", 2]);
+      for (let i = 0; i < 100 && exporter.getFinishedLogRecords().length < 3; i++) await settle();
+      expect(exporter.getFinishedLogRecords().map((r) => r.attributes.a)).toEqual(["x", "y", "z"]);
+      // A record still held when the SDK shuts down reaches it first.
+      write(["w", 3]);
+    } finally {
+      await t.shutdown();
+    }
+    expect(exporter.getFinishedLogRecords().map((r) => r.attributes.a)).toEqual(["x", "y", "z", "w"]);
   });
 });
 
