@@ -226,7 +226,7 @@ const run: BenchGroup = async ({ quick, log }) => {
   buildBroker();
   const receiver = await otlpReceiver();
   const seconds = quick ? 3 : 5;
-  const rounds = quick ? 2 : 6; // even: both start orders equally often
+  const rounds = quick ? 2 : 10; // even: both start orders equally often
   type Kind = `${Workload}/${Mode}`;
   const runs: Partial<Record<Kind, Round[]>> = {};
   /** Per round: instrumented / none, for throughput and for CPU per decision. */
@@ -256,12 +256,12 @@ const run: BenchGroup = async ({ quick, log }) => {
   log(`OTLP received: ${(receiver.bytes() / 1e6).toFixed(1)} MB`);
   const pct = (xs: number[]) => xs.map((x) => `${((1 - x) * 100).toFixed(1)}`).join(" ");
   for (const [k, xs] of Object.entries(rateRatios)) log(`throughput cost per round, ${k}: ${pct(xs)} %`);
+  const pairMeans = (xs: number[]) =>
+    Array.from({ length: xs.length >> 1 }, (_, i) => Math.sqrt(xs[2 * i]! * xs[2 * i + 1]!));
+  for (const [k, xs] of Object.entries(rateRatios))
+    log(`throughput cost per round pair, ${k}: ${pct(pairMeans(xs))} %`);
   /** Rounds 2i and 2i+1 (the two start orders) averaged, then the median over those pairs. */
-  const paired = (xs: number[]) => {
-    const out: number[] = [];
-    for (let i = 0; i + 1 < xs.length; i += 2) out.push(Math.sqrt(xs[i]! * xs[i + 1]!));
-    return median(out);
-  };
+  const paired = (xs: number[]) => median(pairMeans(xs));
   const cost = (k: Kind) => (1 - paired(rateRatios[k]!)) * 100;
   const cpuCost = (k: Kind) => (paired(cpuRatios[k]!) - 1) * 100;
   const out: Record<string, number> = {
