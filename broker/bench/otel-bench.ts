@@ -23,9 +23,10 @@
 // moment, and with both cores saturated each gets about the same share of them, so the ratio of
 // their throughputs is the ratio of what a decision costs end to end. The system started first
 // runs a few percent faster, so rounds alternate which one that is, and each pair of rounds is
-// averaged (geometric mean of the two ratios): the same mode against itself this way came out
-// within 3 %. Comparisons: agent none + full, agent none + traced, audited none + full; a figure
-// is the median over the round pairs.
+// averaged (geometric mean of the two ratios): the same mode against itself came out at -3.0 and
+// -2.7 % in two round pairs, though single rounds of one run can still range over 20 points as the
+// machine drifts. Comparisons: agent none + full, agent none + traced, audited none + full; a
+// figure is the median over the round pairs.
 //   instrumentation_overhead_pct = (1 - median(rate full / rate none)) * 100 on the agent workload;
 //   otel_overhead_pct_all_traced the same for traced; otel_overhead_pct_all_audited for full on
 //   the audited workload; and the CPU each process spends per decision (medians of the same ratios).
