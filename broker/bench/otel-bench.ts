@@ -36,6 +36,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { getOrAdd } from "@agentsh/telemetry";
 import type { BenchGroup } from "../../test/bench/main.js";
 import { canConnect, freePort, ROOT, SIM_LIB, sleep, waitFor } from "../../test/e2e/harness.js";
 import { brokerProcess, buildBroker, cpuSeconds, registerSimSession, simRun, stop } from "./bench-procs.js";
@@ -210,12 +211,6 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-function push<K extends string, V>(m: Partial<Record<K, V[]>>, k: K, v: V): void {
-  const xs = m[k];
-  if (xs) xs.push(v);
-  else m[k] = [v];
-}
-
 /** The comparisons: an instrumented mode and `none`, on one workload, run at the same time. */
 const PAIRS: ReadonlyArray<{ workload: Workload; mode: Exclude<Mode, "none"> }> = [
   { workload: "agent", mode: "full" },
@@ -229,10 +224,11 @@ const run: BenchGroup = async ({ quick, log }) => {
   const seconds = quick ? 3 : 5;
   const rounds = quick ? 2 : 10; // even: both start orders equally often
   type Kind = `${Workload}/${Mode}`;
-  const runs: Partial<Record<Kind, Round[]>> = {};
+  const runs = new Map<Kind, Round[]>();
   /** Per round: instrumented / none, for throughput and for CPU per decision. */
-  const rateRatios: Partial<Record<Kind, number[]>> = {};
-  const cpuRatios: Partial<Record<Kind, number[]>> = {};
+  const rateRatios = new Map<Kind, number[]>();
+  const cpuRatios = new Map<Kind, number[]>();
+  const list = <V>(m: Map<Kind, V[]>, k: Kind): V[] => getOrAdd(m, k, () => []);
   const rate = (r: Round) => r.ops / r.seconds;
   const cpu = (r: Round) => r.brokerCpuUsPerOp + r.serverCpuUsPerOp;
   const show = (k: string, r: Round) =>
@@ -244,10 +240,10 @@ const run: BenchGroup = async ({ quick, log }) => {
         const [a, b] = await together(order, workload, seconds, receiver.url);
         const [none, inst] = i % 2 === 0 ? [a!, b!] : [b!, a!];
         const k: Kind = `${workload}/${mode}`;
-        push(runs, `${workload}/none`, none);
-        push(runs, k, inst);
-        push(rateRatios, k, rate(inst) / rate(none));
-        push(cpuRatios, k, cpu(inst) / cpu(none));
+        list(runs, `${workload}/none`).push(none);
+        list(runs, k).push(inst);
+        list(rateRatios, k).push(rate(inst) / rate(none));
+        list(cpuRatios, k).push(cpu(inst) / cpu(none));
         log(`${show(`${workload}/none`, none)}  |  ${show(k, inst)}`);
       }
     }
@@ -256,15 +252,14 @@ const run: BenchGroup = async ({ quick, log }) => {
   }
   log(`OTLP received: ${(receiver.bytes() / 1e6).toFixed(1)} MB`);
   const pct = (xs: number[]) => xs.map((x) => `${((1 - x) * 100).toFixed(1)}`).join(" ");
-  for (const [k, xs] of Object.entries(rateRatios)) log(`throughput cost per round, ${k}: ${pct(xs)} %`);
+  for (const [k, xs] of rateRatios) log(`throughput cost per round, ${k}: ${pct(xs)} %`);
   const pairMeans = (xs: number[]) =>
     Array.from({ length: xs.length >> 1 }, (_, i) => Math.sqrt(xs[2 * i]! * xs[2 * i + 1]!));
-  for (const [k, xs] of Object.entries(rateRatios))
-    log(`throughput cost per round pair, ${k}: ${pct(pairMeans(xs))} %`);
+  for (const [k, xs] of rateRatios) log(`throughput cost per round pair, ${k}: ${pct(pairMeans(xs))} %`);
   /** Rounds 2i and 2i+1 (the two start orders) averaged, then the median over those pairs. */
   const paired = (xs: number[]) => median(pairMeans(xs));
-  const cost = (k: Kind) => (1 - paired(rateRatios[k]!)) * 100;
-  const cpuCost = (k: Kind) => (paired(cpuRatios[k]!) - 1) * 100;
+  const cost = (k: Kind) => (1 - paired(rateRatios.get(k)!)) * 100;
+  const cpuCost = (k: Kind) => (paired(cpuRatios.get(k)!) - 1) * 100;
   const out: Record<string, number> = {
     instrumentation_overhead_pct: cost("agent/full"),
     otel_overhead_pct_all_traced: cost("agent/traced"),
@@ -273,8 +268,8 @@ const run: BenchGroup = async ({ quick, log }) => {
     otel_cpu_overhead_pct_all_traced: cpuCost("agent/traced"),
     otel_cpu_overhead_pct_all_audited: cpuCost("audited/full"),
   };
-  const mid = (k: Kind, f: (r: Round) => number) => median(runs[k]!.map(f));
-  for (const k of Object.keys(runs) as Kind[]) {
+  const mid = (k: Kind, f: (r: Round) => number) => median(runs.get(k)!.map(f));
+  for (const k of runs.keys()) {
     const name = k.replace("/", "_");
     out[`otel_uncached_per_s_${name}`] = mid(k, rate);
     out[`otel_broker_cpu_us_per_decision_${name}`] = mid(k, (r) => r.brokerCpuUsPerOp);
