@@ -1,26 +1,52 @@
-// `npm run build` makes the broker bundle a Windows service runs; it must start without tsx.
+// `npm run build` makes the bundles the services are deployed as (a Windows service runs the
+// broker's, the fleet runs the policy server's); they must start without tsx.
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ROOT } from "./e2e/harness.js";
 
-describe("the broker bundle (npm run build)", () => {
-  it("builds and runs without tsx", () => {
-    const b = spawnSync(process.execPath, [join(ROOT, "broker/build.mjs")], { encoding: "utf8" });
+const run = (args: string[], env: Record<string, string> = {}) =>
+  spawnSync(process.execPath, args, { encoding: "utf8", env: { ...process.env, ...env } });
+
+describe("the service bundles (npm run build)", () => {
+  it("builds both, and each runs without tsx", () => {
+    const b = run([join(ROOT, "build.mjs")]);
     expect(b.status, b.stderr).toBe(0);
-    const bundle = join(ROOT, "broker/dist/agentsh-broker.mjs");
-    const help = spawnSync(
-      process.execPath,
-      ["--max-semi-space-size=1", "--v8-pool-size=1", bundle, "--help"],
-      { encoding: "utf8" },
-    );
+    expect(b.stdout).toContain("agentsh-broker.mjs");
+    expect(b.stdout).toContain("agentsh-policy.mjs");
+
+    const broker = join(ROOT, "broker/dist/agentsh-broker.mjs");
+    const help = run(["--max-semi-space-size=1", "--v8-pool-size=1", broker, "--help"]);
     expect(help.status, help.stderr).toBe(0);
     expect(help.stdout).toContain("agentsh-broker <command>");
-    const cfg = spawnSync(process.execPath, [bundle, "config", "check"], {
-      encoding: "utf8",
-      env: { ...process.env, AGENTSH_DRIVER_TIMEOUT_MS: "50" },
-    });
+    const cfg = run([broker, "config", "check"], { AGENTSH_DRIVER_TIMEOUT_MS: "50" });
     expect(cfg.status).toBe(2);
     expect(cfg.stderr).toMatch(/driver\.timeout_ms must be within 100\.\.60000, got 50/);
+
+    // The policy server's bundle decides like the sources: a credential read is denied by the
+    // sample policy's rule, and a broken request line gets an error without stopping the rest.
+    const policy = join(ROOT, "policy-server/dist/agentsh-policy.mjs");
+    const lines = [
+      JSON.stringify({
+        kind: "file",
+        operation: "read",
+        path: "C:\\Users\\dev\\.ssh\\id_rsa",
+        session: { workspace: "C:\\w", user_profile: "C:\\Users\\dev" },
+      }),
+      "{not json",
+    ].join("\n");
+    const check = spawnSync(
+      process.execPath,
+      [policy, "check", "--policy", join(ROOT, "policy-server/policies/default.yaml")],
+      { encoding: "utf8", input: `${lines}\n` },
+    );
+    expect(check.status, check.stderr).toBe(0);
+    const out = check.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(out).toHaveLength(2);
+    expect(out[0]).toMatchObject({ decision: "deny", rule: "credentials" });
+    expect(out[1].error).toMatch(/malformed JSON/);
   });
 });

@@ -68,12 +68,13 @@ export function simRun(
   return { proc, report };
 }
 
-/** The broker as it is deployed: the bundle of `npm run build`, with the memory flags it ships with. */
+/** The services as they are deployed: the bundles of `npm run build` (the broker with the memory flags it ships with). */
 export const BROKER_BUNDLE = join(ROOT, "broker/dist/agentsh-broker.mjs");
+export const POLICY_BUNDLE = join(ROOT, "policy-server/dist/agentsh-policy.mjs");
 export const BROKER_NODE_FLAGS = ["--max-semi-space-size=1", "--v8-pool-size=1"];
 
-export function buildBroker(): void {
-  const built = spawnSync(process.execPath, [join(ROOT, "broker/build.mjs")], { encoding: "utf8" });
+export function buildBundles(): void {
+  const built = spawnSync(process.execPath, [join(ROOT, "build.mjs")], { encoding: "utf8" });
   if (built.status !== 0) throw new Error(`npm run build failed: ${built.stderr}`);
 }
 

@@ -6,7 +6,8 @@
 //   e2e_max_uncached_per_s             most uncached decisions/s whose p99 stays under 10 ms
 //   e2e_cached_us_p99                  decisions the driver answers from its cache
 //   broker_cpu_pct_500 / rss_mb_500    broker process at 500 ops/s of a realistic mix
-// The broker runs as deployed: the `npm run build` bundle with BROKER_NODE_FLAGS (built first).
+// Both services run as deployed: the `npm run build` bundles (built first), the broker with
+// BROKER_NODE_FLAGS.
 // Each phase starts a fresh simulator and broker and measures the steady state: the simulator runs
 // --warmup seconds of the same load first (connection set-up, JIT, first streams) without recording.
 // The workload's session is registered with the broker as the agent runtime would (bench-procs.ts),
@@ -19,8 +20,9 @@ import type { BenchGroup } from "../../test/bench/main.js";
 import { canConnect, freePort, ROOT, SIM_LIB, sleep, waitFor } from "../../test/e2e/harness.js";
 import {
   brokerProcess,
-  buildBroker,
+  buildBundles,
   cpuSeconds,
+  POLICY_BUNDLE,
   registerSimSession,
   rssMb,
   type SimReport,
@@ -67,13 +69,13 @@ async function phase(
 const fromBroker = (r: SimReport) => r.outcomes.filter((o) => o.source === "broker");
 
 const run: BenchGroup = async ({ quick, log }) => {
-  buildBroker();
+  buildBundles();
   const dir = mkdtempSync(join(tmpdir(), "agentsh-bench-e2e-"));
   const port = await freePort();
   const server = spawn(
     process.execPath,
     [
-      join(ROOT, "policy-server/bin/agentsh-policy.mjs"),
+      POLICY_BUNDLE,
       "serve",
       "--addr",
       `127.0.0.1:${port}`,

@@ -1,6 +1,6 @@
 // otel group: what OpenTelemetry costs end to end. The whole system as in production (driver
-// simulator issuing operations from C, the broker as deployed (bench-procs.ts), `agentsh-policy
-// serve`, each its own process) runs an unpaced uncached workload (every operation a new path, so
+// simulator issuing operations from C, the broker and `agentsh-policy serve` as deployed
+// (bench-procs.ts), each its own process) runs an unpaced uncached workload (every operation a new path, so
 // every one goes through broker, gRPC and engine: the instrumented path) from 32 closed-loop
 // threads, enough to keep both cores busy: the figure is what the machine can do, not how fast 16
 // threads wake up. Modes:
@@ -39,7 +39,15 @@ import { join } from "node:path";
 import { getOrAdd } from "@agentsh/telemetry";
 import type { BenchGroup } from "../../test/bench/main.js";
 import { canConnect, freePort, ROOT, SIM_LIB, sleep, waitFor } from "../../test/e2e/harness.js";
-import { brokerProcess, buildBroker, cpuSeconds, registerSimSession, simRun, stop } from "./bench-procs.js";
+import {
+  brokerProcess,
+  buildBundles,
+  cpuSeconds,
+  POLICY_BUNDLE,
+  registerSimSession,
+  simRun,
+  stop,
+} from "./bench-procs.js";
 
 /** A stand-in OpenTelemetry collector: accepts OTLP/HTTP exports, counts them. */
 async function otlpReceiver(): Promise<{ url: string; bytes: () => number; close: () => void }> {
@@ -118,7 +126,7 @@ class System {
     this.server = spawn(
       process.execPath,
       [
-        join(ROOT, "policy-server/bin/agentsh-policy.mjs"),
+        POLICY_BUNDLE,
         "serve",
         "--addr",
         `127.0.0.1:${this.serverPort}`,
@@ -219,7 +227,7 @@ const PAIRS: ReadonlyArray<{ workload: Workload; mode: Exclude<Mode, "none"> }> 
 ];
 
 const run: BenchGroup = async ({ quick, log }) => {
-  buildBroker();
+  buildBundles();
   const receiver = await otlpReceiver();
   const seconds = quick ? 3 : 5;
   const rounds = quick ? 2 : 10; // even: both start orders equally often
