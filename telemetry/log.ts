@@ -200,8 +200,8 @@ export function recordWriter(logger: Logger, msg: string, keys: readonly string[
       line += `"trace_id":"${span.traceId}","span_id":"${span.spanId}","trace_flags":"${flagsHex(span)}",`;
     out.write(line + tail);
     if (!meta.otel) return;
+    if (held.length === 0) holding.add(emit);
     held.push({ time: now, values: values.slice(), span: traced ? span : undefined });
-    holding.add(emit);
     if (held.length >= BATCH_MAX) emitHeld();
     else if (!batchTimer) {
       batchTimer = setTimeout(emitHeld, BATCH_MS);

@@ -3,10 +3,11 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { BROKER_BUNDLE, BROKER_NODE_FLAGS, POLICY_BUNDLE } from "../broker/bench/bench-procs.js";
 import { ROOT } from "./e2e/harness.js";
 
-const run = (args: string[], env: Record<string, string> = {}) =>
-  spawnSync(process.execPath, args, { encoding: "utf8", env: { ...process.env, ...env } });
+const run = (args: string[], env: Record<string, string> = {}, input?: string) =>
+  spawnSync(process.execPath, args, { encoding: "utf8", env: { ...process.env, ...env }, input });
 
 describe("the service bundles (npm run build)", () => {
   it("builds both, and each runs without tsx", () => {
@@ -15,17 +16,15 @@ describe("the service bundles (npm run build)", () => {
     expect(b.stdout).toContain("agentsh-broker.mjs");
     expect(b.stdout).toContain("agentsh-policy.mjs");
 
-    const broker = join(ROOT, "broker/dist/agentsh-broker.mjs");
-    const help = run(["--max-semi-space-size=1", "--v8-pool-size=1", broker, "--help"]);
+    const help = run([...BROKER_NODE_FLAGS, BROKER_BUNDLE, "--help"]);
     expect(help.status, help.stderr).toBe(0);
     expect(help.stdout).toContain("agentsh-broker <command>");
-    const cfg = run([broker, "config", "check"], { AGENTSH_DRIVER_TIMEOUT_MS: "50" });
+    const cfg = run([BROKER_BUNDLE, "config", "check"], { AGENTSH_DRIVER_TIMEOUT_MS: "50" });
     expect(cfg.status).toBe(2);
     expect(cfg.stderr).toMatch(/driver\.timeout_ms must be within 100\.\.60000, got 50/);
 
     // The policy server's bundle decides like the sources: a credential read is denied by the
     // sample policy's rule, and a broken request line gets an error without stopping the rest.
-    const policy = join(ROOT, "policy-server/dist/agentsh-policy.mjs");
     const lines = [
       JSON.stringify({
         kind: "file",
@@ -35,10 +34,10 @@ describe("the service bundles (npm run build)", () => {
       }),
       "{not json",
     ].join("\n");
-    const check = spawnSync(
-      process.execPath,
-      [policy, "check", "--policy", join(ROOT, "policy-server/policies/default.yaml")],
-      { encoding: "utf8", input: `${lines}\n` },
+    const check = run(
+      [POLICY_BUNDLE, "check", "--policy", join(ROOT, "policy-server/policies/default.yaml")],
+      {},
+      `${lines}\n`,
     );
     expect(check.status, check.stderr).toBe(0);
     const out = check.stdout
