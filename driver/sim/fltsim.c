@@ -17,9 +17,14 @@
  * Overlapped reads: FilterGetMessage with an OVERLAPPED on a port handle associated with a completion
  * port returns HRESULT_FROM_WIN32(ERROR_IO_PENDING); its completion (status, byte count, the
  * OVERLAPPED) is queued to that completion port when a message arrives for it, or with
- * STATUS_CANCELLED when the handle is closed, STATUS_PORT_DISCONNECTED when the port is lost. One
- * pump thread per handle fetches messages for all of its pending reads in one request
- * (SIMW_OP_GET_MANY), so a burst of messages costs the broker one wake-up, as on Windows.
+ * STATUS_CANCELLED when the handle is closed, STATUS_PORT_DISCONNECTED when the port is lost. The
+ * messages for all of a handle's pending reads are fetched in one request (SIMW_OP_GET_MANY), so a
+ * burst of messages costs the broker one wake-up, as on Windows. Who fetches: the thread waiting in
+ * GetQueuedCompletionStatusEx on the handle's completion port (its pump, see fltsim_iocp.h), so a
+ * message wakes that thread directly, as the kernel's completion does; the handle's pump thread
+ * fetches when the handle shares a completion port whose pump is another handle's (or when
+ * AGENTSH_SIM_THREAD_PUMP=1), finishes a request whose waiter was interrupted (a post, a close, a
+ * timeout), and cancels the pending reads at FilterClose.
  *
  * Socket: env AGENTSH_SIM_SOCKET, else /tmp/agentsh-sim-<port name>.sock (see sim_wire.h).
  * Threads: any number of threads may block in FilterGetMessage on one handle; each blocking call
@@ -30,6 +35,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -85,7 +91,16 @@ typedef struct FLTSIM_PORT {
     int32_t IoFailed;               /* the port was lost: new reads fail at once with this */
     int PumpStarted;
     pthread_t Pump;
+    int Pumper;                     /* who has a GET_MANY in flight: PUMPER_* */
+    int WaiterPumps;                /* the completion port's waiters fetch (see the top) */
+    int HandFd;                     /* a waiter's GET_MANY left to the pump thread to finish (-1: none) */
+    uint32_t HandCap;               /* the capacity that request was sent with */
+    uint8_t *WaiterBuf;             /* GET_MANY answers read by waiters (one at a time) */
 } FLTSIM_PORT;
+
+#define PUMPER_NONE 0
+#define PUMPER_THREAD 1
+#define PUMPER_WAITER 2
 
 static pthread_mutex_t gLock = PTHREAD_MUTEX_INITIALIZER;
 static FLTSIM_PORT *gHandles[FLTSIM_MAX_HANDLES];
@@ -174,14 +189,22 @@ static SIM_SHM *MapShm(int fd)
     return (SIM_SHM *)m;
 }
 
+static int ReadResp(int fd, void *out, uint32_t outCap, int32_t *hr, uint32_t *outLen, uint64_t *argOut);
+
 /* Request/response on fd. Response payload goes to Out (capacity OutCap); a larger payload is a
  * protocol error. Returns -1 on I/O failure, else 0 with *Hr, *OutLen, *Arg. */
 static int Call(int fd, uint32_t op, uint64_t arg, const void *in, uint32_t inLen, void *out, uint32_t outCap,
                 int32_t *hr, uint32_t *outLen, uint64_t *argOut)
 {
     SIMW_HEADER h = { op, inLen, arg };
-    SIMW_HEADER r;
     if (WriteReq(fd, &h, in, inLen) != 0) return -1;
+    return ReadResp(fd, out, outCap, hr, outLen, argOut);
+}
+
+/* The response half of Call, for a request already written on fd. */
+static int ReadResp(int fd, void *out, uint32_t outCap, int32_t *hr, uint32_t *outLen, uint64_t *argOut)
+{
+    SIMW_HEADER r;
     if (ReadAll(fd, &r, sizeof(r)) != 0) return -1;
     if (r.Length > outCap || r.Length > SIMW_MAX_PAYLOAD) return -1;
     if (r.Length && ReadAll(fd, out, r.Length) != 0) return -1;
@@ -325,6 +348,7 @@ FLTSIM_EXPORT int32_t FilterConnectCommunicationPort(const uint16_t *lpPortName,
     pthread_cond_init(&p->UsersCv, NULL);
     pthread_mutex_init(&p->IoMu, NULL);
     pthread_cond_init(&p->IoCv, NULL);
+    p->HandFd = -1;
     SocketPathFor(lpPortName, p->Path, sizeof(p->Path));
     p->MainFd = Dial(p->Path);
     if (p->MainFd < 0) {
@@ -429,80 +453,193 @@ static int DeliverMany(FLTSIM_PORT *p, const uint8_t *in, uint32_t got, uint64_t
     return bad ? -1 : 0;
 }
 
-/* The pump of a handle's overlapped reads: while reads are pending, one GET_MANY for all of them
- * (up to SIMW_GET_MANY_MAX); the messages complete the oldest reads. Ends at FilterClose (pending
- * reads: STATUS_CANCELLED) or when the port is lost (STATUS_PORT_DISCONNECTED, and later reads
- * fail at once). */
+/* What a GET_MANY answer means for the pending reads (the request asked for the oldest of them, the
+ * smallest of whose buffers is `cap`). Returns 0, or -1 when the port is to be treated as lost. */
+static int TakeMany(FLTSIM_PORT *p, int32_t hr, const uint8_t *in, uint32_t got, uint64_t count, uint32_t cap)
+{
+    FLTSIM_PACKET pk;
+    uint32_t i;
+    if (hr == SIM_S_OK) return DeliverMany(p, in, got, count);
+    if (hr != SIM_E_INSUFFICIENT_BUFFER) return -1;
+    /* the next message does not fit the smallest pending buffer: that read fails (as the blocking
+     * call does); the message stays queued for a larger one */
+    pthread_mutex_lock(&p->IoMu);
+    if (p->PendingCount == 0) {
+        pthread_mutex_unlock(&p->IoMu);
+        return 0;
+    }
+    for (i = 0; i < p->PendingCount && p->Pending[i].Cap != cap; i++) {
+    }
+    if (i == p->PendingCount) i = 0;
+    pk = (FLTSIM_PACKET){ p->IocpKey, p->Pending[i].Overlapped, FLTSIM_STATUS_BUFFER_TOO_SMALL, (uint32_t)count };
+    memmove(p->Pending + i, p->Pending + i + 1, (p->PendingCount - i - 1) * sizeof(p->Pending[0]));
+    p->PendingCount--;
+    pthread_mutex_unlock(&p->IoMu);
+    (void)FltsimIocpPost(p->Iocp, &pk, 1, 1);
+    return 0;
+}
+
+/* The oldest pending reads a GET_MANY asks for: their count and smallest buffer. Under IoMu. */
+static void ReadsToAsk(const FLTSIM_PORT *p, uint32_t *k, uint32_t *cap)
+{
+    uint32_t i;
+    *k = p->PendingCount < SIMW_GET_MANY_MAX ? p->PendingCount : SIMW_GET_MANY_MAX;
+    *cap = p->Pending[0].Cap;
+    for (i = 1; i < *k; i++) if (p->Pending[i].Cap < *cap) *cap = p->Pending[i].Cap;
+}
+
+/* The pump thread of a handle's overlapped reads: fetches for all of them in one GET_MANY while
+ * reads are pending and the completion port's waiters do not fetch themselves; finishes a request a
+ * waiter left; ends at FilterClose (pending reads: STATUS_CANCELLED) or when the port is lost
+ * (STATUS_PORT_DISCONNECTED, and later reads fail at once). */
 static void *Pump(void *arg)
 {
     FLTSIM_PORT *p = (FLTSIM_PORT *)arg;
     uint8_t *in = (uint8_t *)malloc(SIMW_MAX_PAYLOAD);
     int32_t hr = SIM_E_OUTOFMEMORY;
-    int closed;
+    int closed, kick;
     for (;;) {
-        uint32_t k, cap, got = 0, i;
+        uint32_t k = 0, cap, got = 0;
         uint64_t count = 0;
         int fd;
         pthread_mutex_lock(&p->IoMu);
-        while (p->PendingCount == 0 && !p->IoStop) pthread_cond_wait(&p->IoCv, &p->IoMu);
+        while (!p->IoStop && (p->Pumper != PUMPER_NONE || (p->HandFd < 0 && (p->WaiterPumps || p->PendingCount == 0))))
+            pthread_cond_wait(&p->IoCv, &p->IoMu);
         if (p->IoStop) {
             pthread_mutex_unlock(&p->IoMu);
             break;
         }
-        k = p->PendingCount < SIMW_GET_MANY_MAX ? p->PendingCount : SIMW_GET_MANY_MAX;
-        cap = p->Pending[0].Cap;
-        for (i = 1; i < k; i++) if (p->Pending[i].Cap < cap) cap = p->Pending[i].Cap;
+        p->Pumper = PUMPER_THREAD;
+        fd = p->HandFd;
+        p->HandFd = -1;
+        if (fd >= 0) cap = p->HandCap;
+        else ReadsToAsk(p, &k, &cap);
         pthread_mutex_unlock(&p->IoMu);
-        if (in == NULL) break;
-        fd = TakeAux(p);
-        if (fd < 0) {
-            hr = LostHr(p);
+        if (in == NULL) {
+            if (fd >= 0) GiveAux(p, fd, 0);
             break;
         }
-        if (Call(fd, SIMW_OP_GET_MANY, ((uint64_t)k << 32) | cap, NULL, 0, in, SIMW_MAX_PAYLOAD, &hr, &got, &count) != 0) {
-            GiveAux(p, fd, 0);
-            hr = LostHr(p);
-            break;
-        }
-        GiveAux(p, fd, 1);
-        if (hr == SIM_S_OK) {
-            if (DeliverMany(p, in, got, count) != 0) {
-                hr = SIM_E_HANDLE;
+        if (fd >= 0) {
+            if (ReadResp(fd, in, SIMW_MAX_PAYLOAD, &hr, &got, &count) != 0) {
+                GiveAux(p, fd, 0);
+                hr = LostHr(p);
                 break;
             }
-        } else if (hr == SIM_E_INSUFFICIENT_BUFFER) {
-            /* the next message does not fit the smallest pending buffer: that read fails (as the
-             * blocking call does); the message stays queued for a larger one */
-            FLTSIM_PACKET pk;
-            pthread_mutex_lock(&p->IoMu);
-            for (i = 0; i < p->PendingCount && p->Pending[i].Cap != cap; i++) {
-            }
-            if (i == p->PendingCount) i = 0;
-            pk = (FLTSIM_PACKET){ p->IocpKey, p->Pending[i].Overlapped, FLTSIM_STATUS_BUFFER_TOO_SMALL,
-                                  (uint32_t)count };
-            memmove(p->Pending + i, p->Pending + i + 1, (p->PendingCount - i - 1) * sizeof(p->Pending[0]));
-            p->PendingCount--;
-            pthread_mutex_unlock(&p->IoMu);
-            (void)FltsimIocpPost(p->Iocp, &pk, 1, 1);
         } else {
+            fd = TakeAux(p);
+            if (fd < 0) {
+                hr = LostHr(p);
+                break;
+            }
+            if (Call(fd, SIMW_OP_GET_MANY, ((uint64_t)k << 32) | cap, NULL, 0, in, SIMW_MAX_PAYLOAD, &hr, &got, &count) != 0) {
+                GiveAux(p, fd, 0);
+                hr = LostHr(p);
+                break;
+            }
+        }
+        GiveAux(p, fd, 1);
+        if (TakeMany(p, hr, in, got, count, cap) != 0) {
+            if (hr == SIM_S_OK) hr = SIM_E_HANDLE;
             break;
         }
+        pthread_mutex_lock(&p->IoMu);
+        p->Pumper = PUMPER_NONE;
+        kick = p->WaiterPumps;
+        pthread_mutex_unlock(&p->IoMu);
+        if (kick) FltsimIocpKick(p->Iocp); /* a waiter that found the role taken fetches next */
     }
     free(in);
     /* closed by FilterClose: cancelled; anything else (the simulator dropped the client, a broken
      * response, no memory): the port is lost for this handle */
     closed = LostHr(p) == SIM_E_OPERATION_ABORTED;
     pthread_mutex_lock(&p->IoMu);
-    if (!closed) p->IoFailed = hr == SIM_E_OUTOFMEMORY ? hr : SIM_E_HANDLE;
+    p->Pumper = PUMPER_NONE;
+    if (!closed && p->IoFailed == 0) p->IoFailed = hr == SIM_E_OUTOFMEMORY ? hr : SIM_E_HANDLE;
+    kick = p->WaiterPumps;
     pthread_mutex_unlock(&p->IoMu);
     FailPending(p, closed ? FLTSIM_STATUS_CANCELLED : FLTSIM_STATUS_PORT_DISCONNECTED);
+    if (kick) FltsimIocpKick(p->Iocp);
     return NULL;
+}
+
+/* The completion port's pump (fltsim_iocp.h) for handle `ctx`: one GET_MANY for its pending reads,
+ * answered in this (the waiting) thread. Interrupted before the answer, it leaves the request to the
+ * pump thread. */
+static int WaiterPump(void *ctx, FLTSIM_IOCP *c, int wakeFd, int timeoutMs)
+{
+    FLTSIM_PORT *p = Acquire(ctx);
+    struct pollfd pf[2];
+    uint32_t k, cap, got = 0;
+    uint64_t count = 0;
+    int32_t hr = SIM_E_HANDLE;
+    uint8_t *in;
+    int fd, rc, closed;
+    if (p == NULL) return FLTSIM_PUMP_IDLE;
+    pthread_mutex_lock(&p->IoMu);
+    if (p->Iocp != c || !p->WaiterPumps || p->WaiterBuf == NULL || p->IoStop || p->IoFailed != 0 ||
+        p->Pumper != PUMPER_NONE || p->HandFd >= 0 || p->PendingCount == 0) {
+        pthread_mutex_unlock(&p->IoMu);
+        Release(p);
+        return FLTSIM_PUMP_IDLE;
+    }
+    p->Pumper = PUMPER_WAITER;
+    ReadsToAsk(p, &k, &cap);
+    in = p->WaiterBuf;
+    pthread_mutex_unlock(&p->IoMu);
+    fd = TakeAux(p);
+    if (fd >= 0) {
+        SIMW_HEADER h = { SIMW_OP_GET_MANY, 0, ((uint64_t)k << 32) | cap };
+        if (WriteReq(fd, &h, NULL, 0) != 0) {
+            GiveAux(p, fd, 0);
+            fd = -1;
+        }
+    }
+    if (fd < 0) goto lost;
+    pf[0] = (struct pollfd){ fd, POLLIN, 0 };
+    pf[1] = (struct pollfd){ wakeFd, POLLIN, 0 };
+    do {
+        rc = poll(pf, 2, timeoutMs);
+    } while (rc < 0 && errno == EINTR);
+    if (rc >= 0 && pf[0].revents == 0) {
+        /* a post, a close or the timeout came first: the pump thread reads the answer */
+        pthread_mutex_lock(&p->IoMu);
+        p->HandFd = fd;
+        p->HandCap = cap;
+        p->Pumper = PUMPER_NONE;
+        pthread_cond_broadcast(&p->IoCv);
+        pthread_mutex_unlock(&p->IoMu);
+        Release(p);
+        return FLTSIM_PUMP_RAN;
+    }
+    if (rc < 0 || ReadResp(fd, in, SIMW_MAX_PAYLOAD, &hr, &got, &count) != 0) {
+        GiveAux(p, fd, 0);
+        goto lost;
+    }
+    GiveAux(p, fd, 1);
+    if (TakeMany(p, hr, in, got, count, cap) != 0) goto lost;
+    pthread_mutex_lock(&p->IoMu);
+    p->Pumper = PUMPER_NONE;
+    pthread_mutex_unlock(&p->IoMu);
+    Release(p);
+    return FLTSIM_PUMP_RAN;
+lost:
+    /* as the pump thread does: closing cancels the reads (FilterClose, once this call is out);
+     * otherwise the port is lost for this handle */
+    closed = LostHr(p) == SIM_E_OPERATION_ABORTED;
+    pthread_mutex_lock(&p->IoMu);
+    p->Pumper = PUMPER_NONE;
+    if (!closed && p->IoFailed == 0) p->IoFailed = SIM_E_HANDLE;
+    pthread_mutex_unlock(&p->IoMu);
+    if (!closed) FailPending(p, FLTSIM_STATUS_PORT_DISCONNECTED);
+    Release(p);
+    return FLTSIM_PUMP_RAN;
 }
 
 /* FilterGetMessage with an OVERLAPPED: queues the read for the pump (starting it on first use). */
 static int32_t GetOverlapped(FLTSIM_PORT *p, uint8_t *buf, uint32_t cap, FLTSIM_OVERLAPPED *ov)
 {
     int32_t hr = FLTSIM_E_IO_PENDING;
+    int kick = 0;
     if (p->Iocp == NULL) return SIM_E_INVALIDARG; /* only completion-port delivery is emulated */
     pthread_mutex_lock(&p->IoMu);
     if (p->IoFailed != 0) {
@@ -513,12 +650,18 @@ static int32_t GetOverlapped(FLTSIM_PORT *p, uint8_t *buf, uint32_t cap, FLTSIM_
         hr = SIM_E_NO_SYSTEM_RESOURCES;
     } else {
         p->PumpStarted = 1;
+        if (p->WaiterPumps && p->WaiterBuf == NULL) {
+            p->WaiterBuf = (uint8_t *)malloc(SIMW_MAX_PAYLOAD);
+            if (p->WaiterBuf == NULL) p->WaiterPumps = 0; /* the pump thread fetches */
+        }
         ov->Internal = FLTSIM_STATUS_PENDING;
         ov->InternalHigh = 0;
         p->Pending[p->PendingCount++] = (FLTSIM_READ){ buf, cap, ov };
-        pthread_cond_signal(&p->IoCv);
+        if (p->WaiterPumps) kick = 1;
+        else pthread_cond_signal(&p->IoCv);
     }
     pthread_mutex_unlock(&p->IoMu);
+    if (kick) FltsimIocpKick(p->Iocp); /* a waiter asleep with no reads to fetch for */
     return hr;
 }
 
@@ -572,16 +715,26 @@ FLTSIM_EXPORT void *CreateIoCompletionPort(void *FileHandle, void *ExistingCompl
         if (c == NULL) gLastError = 8;
     }
     if (c != NULL) {
+        int associated = 0;
+        const char *threadPump = getenv("AGENTSH_SIM_THREAD_PUMP");
         pthread_mutex_lock(&p->IoMu);
         if (p->Iocp == NULL) {
             p->Iocp = c;
             p->IocpKey = CompletionKey;
+            associated = 1;
         } else {
             gLastError = 87;
             FltsimIocpRelease(c);
             c = NULL;
         }
         pthread_mutex_unlock(&p->IoMu);
+        /* the first handle on a completion port is fetched for by its waiters (see the top) */
+        if (associated && !(threadPump != NULL && strcmp(threadPump, "1") == 0) &&
+            FltsimIocpSetPump(c, WaiterPump, p)) {
+            pthread_mutex_lock(&p->IoMu);
+            p->WaiterPumps = 1;
+            pthread_mutex_unlock(&p->IoMu);
+        }
     }
     Release(p);
     return c;
@@ -686,6 +839,8 @@ FLTSIM_EXPORT int32_t FilterClose(void *hPort)
     shutdown(p->MainFd, SHUT_RDWR); /* the simulator sees the client go: port disconnected */
     while (p->Users > 0) pthread_cond_wait(&p->UsersCv, &gLock);
     pthread_mutex_unlock(&gLock);
+    /* no waiter fetches for this handle any more (one inside WaiterPump held a use until now) */
+    if (p->Iocp != NULL) FltsimIocpClearPump(p->Iocp, p);
     /* the pump cancels the pending overlapped reads (their completions are queued) and ends */
     pthread_mutex_lock(&p->IoMu);
     p->IoStop = 1;
@@ -693,6 +848,7 @@ FLTSIM_EXPORT int32_t FilterClose(void *hPort)
     pthread_mutex_unlock(&p->IoMu);
     if (p->PumpStarted) pthread_join(p->Pump, NULL);
     if (p->Iocp != NULL) FltsimIocpRelease(p->Iocp);
+    free(p->WaiterBuf);
     pthread_mutex_lock(&gLock);
     for (i = 0; i < p->IdleCount; i++) close(p->Idle[i]);
     p->IdleCount = 0;

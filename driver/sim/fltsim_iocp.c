@@ -10,7 +10,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 #include "fltsim_iocp.h"
 
 #define IOCP_MAGIC 0x49435031u
@@ -30,6 +32,11 @@ struct FLTSIM_IOCP {
     uint32_t Cap, Head, Count;
     int Closed;    /* CloseHandle ran: waits end, the handle no longer resolves */
     int Refs;      /* the handle, threads inside a call, associated ports (under gIocpLock) */
+    FLTSIM_IOCP_PUMP PumpFn; /* see fltsim_iocp.h; NULL: none */
+    void *PumpCtx;
+    int Pumping;   /* a waiter is inside PumpFn */
+    int Waiters;   /* threads asleep on Cv */
+    int WakeFd;    /* eventfd: interrupts the pumping waiter (written under Mu while Pumping) */
 };
 
 static pthread_mutex_t gIocpLock = PTHREAD_MUTEX_INITIALIZER;
@@ -42,6 +49,11 @@ FLTSIM_IOCP *FltsimIocpCreate(void)
     if (c == NULL) return NULL;
     c->Magic = IOCP_MAGIC;
     c->Refs = 1;
+    c->WakeFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (c->WakeFd < 0) {
+        free(c);
+        return NULL;
+    }
     pthread_mutex_init(&c->Mu, NULL);
     pthread_cond_init(&c->Cv, NULL);
     pthread_mutex_lock(&gIocpLock);
@@ -53,6 +65,7 @@ FLTSIM_IOCP *FltsimIocpCreate(void)
     }
     pthread_mutex_unlock(&gIocpLock);
     if (i == IOCP_MAX_HANDLES) {
+        close(c->WakeFd);
         pthread_cond_destroy(&c->Cv);
         pthread_mutex_destroy(&c->Mu);
         free(c);
@@ -88,8 +101,46 @@ void FltsimIocpRelease(FLTSIM_IOCP *c)
     pthread_cond_destroy(&c->Cv);
     pthread_mutex_destroy(&c->Mu);
     free(c->Ring);
+    close(c->WakeFd);
     c->Magic = 0;
     free(c);
+}
+
+/* Interrupts the pumping waiter, if any. Locked. */
+static void WakePumperLocked(FLTSIM_IOCP *c)
+{
+    uint64_t one = 1;
+    if (c->Pumping) (void)!write(c->WakeFd, &one, sizeof(one));
+}
+
+int FltsimIocpSetPump(FLTSIM_IOCP *c, FLTSIM_IOCP_PUMP fn, void *ctx)
+{
+    int set = 0;
+    pthread_mutex_lock(&c->Mu);
+    if (c->PumpFn == NULL) {
+        c->PumpFn = fn;
+        c->PumpCtx = ctx;
+        set = 1;
+    }
+    pthread_mutex_unlock(&c->Mu);
+    return set;
+}
+
+void FltsimIocpClearPump(FLTSIM_IOCP *c, void *ctx)
+{
+    pthread_mutex_lock(&c->Mu);
+    if (c->PumpCtx == ctx) {
+        c->PumpFn = NULL;
+        c->PumpCtx = NULL;
+    }
+    pthread_mutex_unlock(&c->Mu);
+}
+
+void FltsimIocpKick(FLTSIM_IOCP *c)
+{
+    pthread_mutex_lock(&c->Mu);
+    if (c->Waiters > 0 && !c->Pumping) pthread_cond_broadcast(&c->Cv);
+    pthread_mutex_unlock(&c->Mu);
 }
 
 int FltsimIocpPost(FLTSIM_IOCP *c, const FLTSIM_PACKET *p, uint32_t n, int completeOverlapped)
@@ -120,9 +171,20 @@ int FltsimIocpPost(FLTSIM_IOCP *c, const FLTSIM_PACKET *p, uint32_t n, int compl
         c->Ring[(c->Head + c->Count + i) % c->Cap] = p[i];
     }
     c->Count += n;
+    WakePumperLocked(c);
     pthread_mutex_unlock(&c->Mu);
     pthread_cond_broadcast(&c->Cv);
     return 0;
+}
+
+/* Milliseconds left until `deadline` (CLOCK_REALTIME), at least 0. */
+static int MsUntil(const struct timespec *deadline)
+{
+    struct timespec now;
+    int64_t ms;
+    clock_gettime(CLOCK_REALTIME, &now);
+    ms = (int64_t)(deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+    return ms <= 0 ? 0 : ms > 0x7fffffff ? 0x7fffffff : (int)ms;
 }
 
 FLTSIM_EXPORT int32_t GetQueuedCompletionStatusEx(void *CompletionPort, FLTSIM_OVERLAPPED_ENTRY *lpCompletionPortEntries,
@@ -154,12 +216,29 @@ FLTSIM_EXPORT int32_t GetQueuedCompletionStatusEx(void *CompletionPort, FLTSIM_O
         }
     }
     pthread_mutex_lock(&c->Mu);
-    while (c->Count == 0 && !c->Closed) {
-        if (dwMilliseconds == INFINITE_MS) {
-            pthread_cond_wait(&c->Cv, &c->Mu);
-        } else if (dwMilliseconds == 0 || pthread_cond_timedwait(&c->Cv, &c->Mu, &deadline) == ETIMEDOUT) {
-            break;
+    while (c->Count == 0 && !c->Closed && dwMilliseconds != 0) {
+        int rc = 0;
+        if (c->PumpFn != NULL && !c->Pumping) {
+            /* fetch the associated port's messages in this thread rather than sleep until the pump
+             * thread has (one wake-up per message instead of two) */
+            FLTSIM_IOCP_PUMP fn = c->PumpFn;
+            void *ctx = c->PumpCtx;
+            int ms = dwMilliseconds == INFINITE_MS ? -1 : MsUntil(&deadline), ran;
+            uint64_t drained;
+            if (ms == 0) break;
+            c->Pumping = 1;
+            pthread_mutex_unlock(&c->Mu);
+            ran = fn(ctx, c, c->WakeFd, ms);
+            pthread_mutex_lock(&c->Mu);
+            c->Pumping = 0;
+            (void)!read(c->WakeFd, &drained, sizeof(drained)); /* a wake-up meant for this pumper */
+            if (ran == FLTSIM_PUMP_RAN) continue;
         }
+        c->Waiters++;
+        if (dwMilliseconds == INFINITE_MS) rc = pthread_cond_wait(&c->Cv, &c->Mu);
+        else rc = pthread_cond_timedwait(&c->Cv, &c->Mu, &deadline);
+        c->Waiters--;
+        if (rc == ETIMEDOUT) break;
     }
     n = c->Count < ulCount ? c->Count : ulCount;
     for (i = 0; i < n; i++) {
@@ -229,6 +308,7 @@ FLTSIM_EXPORT int32_t CloseHandle(void *hObject)
     }
     pthread_mutex_lock(&c->Mu);
     c->Closed = 1;
+    WakePumperLocked(c);
     pthread_mutex_unlock(&c->Mu);
     pthread_cond_broadcast(&c->Cv);
     FltsimIocpRelease(c);

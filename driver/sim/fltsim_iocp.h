@@ -15,6 +15,12 @@
  * queues: the key of the file handle, the OVERLAPPED of the request, its NTSTATUS and byte count.
  * An associated port handle holds a reference, so packets it posts while closing (cancelled reads)
  * always have a queue to go to, even after CloseHandle.
+ *
+ * The first filter port associated with a completion port may give it a pump: a thread that would
+ * sleep in GetQueuedCompletionStatusEx with nothing queued fetches that port's messages itself
+ * (the library's pump thread would otherwise fetch them and wake it). On Windows the kernel completes
+ * a read in the sending thread and wakes the waiter directly; this keeps the simulated path to one
+ * wake-up in the client as well, instead of two.
  */
 #ifndef AGENTSH_FLTSIM_IOCP_H
 #define AGENTSH_FLTSIM_IOCP_H
@@ -61,4 +67,19 @@ FLTSIM_HIDDEN void FltsimIocpRelease(FLTSIM_IOCP *c);
  * status and byte count first, as the I/O manager completes a request. Returns 0, or -1 when out of
  * memory (nothing queued). */
 FLTSIM_HIDDEN int FltsimIocpPost(FLTSIM_IOCP *c, const FLTSIM_PACKET *p, uint32_t n, int completeOverlapped);
+
+/* A pump (see above): called by a waiter with nothing queued, outside the completion port's lock.
+ * Returns FLTSIM_PUMP_IDLE when it has nothing to fetch now (the waiter then sleeps until a packet
+ * or FltsimIocpKick), FLTSIM_PUMP_RAN when it fetched, failed or was interrupted (the waiter looks
+ * at the queue again). It returns soon after `wakeFd` becomes readable (a post, a close) and after
+ * `timeoutMs` (-1: none). */
+#define FLTSIM_PUMP_IDLE 0
+#define FLTSIM_PUMP_RAN 1
+typedef int (*FLTSIM_IOCP_PUMP)(void *ctx, FLTSIM_IOCP *c, int wakeFd, int timeoutMs);
+/* Gives c the pump fn(ctx) unless it has one; returns 1 when it was set. */
+FLTSIM_HIDDEN int FltsimIocpSetPump(FLTSIM_IOCP *c, FLTSIM_IOCP_PUMP fn, void *ctx);
+/* Removes c's pump if it is ctx's (no call starts after this returns). */
+FLTSIM_HIDDEN void FltsimIocpClearPump(FLTSIM_IOCP *c, void *ctx);
+/* The pump may have something to fetch now: a sleeping waiter tries it. */
+FLTSIM_HIDDEN void FltsimIocpKick(FLTSIM_IOCP *c);
 #endif

@@ -446,6 +446,108 @@ static void test_port_overlapped_reads_completion_port(void)
     WaitDisconnected();
 }
 
+typedef struct { void *C; int32_t Ok; uint32_t Err; OVL_ENTRY E; } IOCP_WAITER1;
+
+static void *IocpWaiter1(void *a)
+{
+    IOCP_WAITER1 *w = (IOCP_WAITER1 *)a;
+    uint32_t removed = 0;
+    w->Ok = GetQueuedCompletionStatusEx(w->C, &w->E, 1, &removed, 0xFFFFFFFFu, 0);
+    w->Err = GetLastError();
+    return NULL;
+}
+
+/* A thread waiting for one completion on c (INFINITE), given 20 ms to start its wait. */
+static void StartWaiter(IOCP_WAITER1 *w, void *c, pthread_t *t)
+{
+    memset(w, 0, sizeof(*w));
+    w->C = c;
+    pthread_create(t, NULL, IocpWaiter1, w);
+    usleep(20000);
+}
+
+/* Replies allow to the message in buf (FILTER_MESSAGE_HEADER + policy check). */
+static void ReplyAllow(void *h, const uint8_t *buf)
+{
+    FILTER_MESSAGE_HEADER fh;
+    AGENTSH_REPLY_MESSAGE rep;
+    memcpy(&fh, buf, 16);
+    memset(&rep, 0, sizeof(rep));
+    rep.ReplyHeader.MessageId = fh.MessageId;
+    rep.Response.Header.Type = MSG_POLICY_RESPONSE;
+    rep.Response.Header.Size = 32;
+    memcpy(&rep.Response.Header.RequestId, buf + 16 + 8, 8);
+    rep.Response.Decision = DECISION_ALLOW;
+    CHECK_EQ(FilterReplyMessage(h, &rep, sizeof(rep)), 0);
+}
+
+/* The thread waiting on the completion port fetches the messages itself (libfltsim's waiter pump):
+ * a message sent while it waits completes a read; a post interrupts its fetch and the pump thread
+ * finishes the request it had sent, so no message is lost or delivered twice; closing the handle
+ * while a waiter fetches cancels the reads without hanging. */
+static void test_port_completion_waiter_fetches(void)
+{
+    enum { READS = 4 };
+    static uint8_t bufs[READS][16 + 4096];
+    static OVL ov[READS];
+    OVL_ENTRY e[READS];
+    DECIDER d1 = { "\\Device\\HarddiskVolume3\\wp1", { 0 } }, d2 = { "\\Device\\HarddiskVolume3\\wp2", { 0 } };
+    IOCP_WAITER1 w;
+    OVL mine;
+    pthread_t t1, t2, wt;
+    void *h, *c;
+    uint32_t i, k;
+    Start();
+    SetTimeout(5000, 10);
+    CHECK_EQ(Connect(&h), 0);
+    c = CreateIoCompletionPort(h, NULL, 42, 1);
+    CHECK(c != NULL);
+    for (i = 0; i < READS; i++)
+        CHECK_EQ((uint32_t)FilterGetMessage(h, bufs[i], sizeof(bufs[i]), &ov[i]), 0x800703E5u);
+    /* a waiter that is already waiting (fetching) when the message is sent gets it */
+    StartWaiter(&w, c, &wt);
+    pthread_create(&t1, NULL, DecideT, &d1);
+    pthread_join(wt, NULL);
+    CHECK_EQ(w.Ok, 1);
+    CHECK_EQ(w.E.Key, 42u);
+    CHECK_EQ(w.E.Internal, 0u);
+    k = (uint32_t)(w.E.Ov - ov);
+    CHECK_EQ(k, 0u); /* the oldest read */
+    ReplyAllow(h, bufs[0]);
+    pthread_join(t1, NULL);
+    CHECK_EQ(d1.V.Source, AGENTSH_SOURCE_BROKER);
+    CHECK_EQ(d1.V.Decision, DECISION_ALLOW);
+    /* a post interrupts a fetching waiter: it returns the posted packet... */
+    StartWaiter(&w, c, &wt);
+    memset(&mine, 0, sizeof(mine));
+    CHECK_EQ(PostQueuedCompletionStatus(c, 3, 99, &mine), 1);
+    pthread_join(wt, NULL);
+    CHECK_EQ(w.Ok, 1);
+    CHECK_EQ(w.E.Key, 99u);
+    CHECK(w.E.Ov == &mine);
+    /* ...and the next message still completes the next read, exactly once */
+    pthread_create(&t2, NULL, DecideT, &d2);
+    CHECK_EQ(Collect(c, e, 1), 1u);
+    CHECK_EQ(e[0].Key, 42u);
+    CHECK_EQ(e[0].Internal, 0u);
+    CHECK(e[0].Ov == &ov[1]);
+    ReplyAllow(h, bufs[1]);
+    pthread_join(t2, NULL);
+    CHECK_EQ(d2.V.Decision, DECISION_ALLOW);
+    CHECK_EQ(d2.V.Source, AGENTSH_SOURCE_BROKER);
+    /* closing the handle while a waiter fetches: the two reads left are cancelled */
+    StartWaiter(&w, c, &wt);
+    CHECK_EQ(FilterClose(h), 0);
+    pthread_join(wt, NULL);
+    CHECK_EQ(w.Ok, 1);
+    CHECK_EQ((uint32_t)w.E.Internal, 0xC0000120u); /* STATUS_CANCELLED */
+    CHECK_EQ(Collect(c, e, 1), 1u);
+    CHECK_EQ((uint32_t)e[0].Internal, 0xC0000120u);
+    CHECK_EQ(GetQueuedCompletionStatusEx(c, e, 1, &i, 0, 0), 0); /* nothing else came */
+    CHECK_EQ(CloseHandle(c), 1);
+    WaitDisconnected();
+}
+
 const TEST_CASE gPortTests[] = {
     { "port_connect_magic_version_single_client", test_port_connect_rules },
     { "port_request_reply_framing", test_port_request_reply_framing },
@@ -454,5 +556,6 @@ const TEST_CASE gPortTests[] = {
     { "port_filter_send_message_commands", test_port_send_message_commands },
     { "port_query_dos_device", test_port_query_dos_device },
     { "port_overlapped_reads_completion_port", test_port_overlapped_reads_completion_port },
+    { "port_completion_waiter_fetches", test_port_completion_waiter_fetches },
     { NULL, NULL }
 };
