@@ -9,6 +9,7 @@
 //           every second; traces (1% of decisions) and logs exported with OTLP/HTTP to a receiver
 //           in this process
 //   traced: full, with every decision traced (OTEL_TRACES_SAMPLER=parentbased_always_on)
+//   untraced: full without traces (OTEL_TRACES_EXPORTER=none): what metrics and logs cost alone
 // Two workloads:
 //   agent:   the simulator's synthetic agent (files in its workspace, 10% registry), its session
 //            registered with the broker as the agent runtime does it: workspace files are allowed,
@@ -25,11 +26,12 @@
 // runs a few percent faster, so rounds alternate which one that is, and each pair of rounds is
 // averaged (geometric mean of the two ratios): the same mode against itself came out at -3.0 and
 // -2.7 % in two round pairs, though single rounds of one run can still range over 20 points as the
-// machine drifts. Comparisons: agent none + full, agent none + traced, audited none + full; a
-// figure is the median over the round pairs.
+// machine drifts. Comparisons: agent none + full, agent none + traced, agent none + untraced,
+// audited none + full; a figure is the median over the round pairs.
 //   instrumentation_overhead_pct = (1 - median(rate full / rate none)) * 100 on the agent workload;
-//   otel_overhead_pct_all_traced the same for traced; otel_overhead_pct_all_audited for full on
-//   the audited workload; and the CPU each process spends per decision (medians of the same ratios).
+//   otel_overhead_pct_all_traced and otel_overhead_pct_untraced the same for traced and untraced;
+//   otel_overhead_pct_all_audited for full on the audited workload; and the CPU each process spends
+//   per decision (medians of the same ratios).
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
@@ -76,7 +78,7 @@ interface Round {
   serverCpuUsPerOp: number;
 }
 
-type Mode = "none" | "full" | "traced";
+type Mode = "none" | "full" | "traced" | "untraced";
 type Workload = "agent" | "audited";
 
 const WARMUP_S = 2;
@@ -108,7 +110,7 @@ class System {
           OTEL_SDK_DISABLED: "false",
           OTEL_METRICS_EXPORTER: "prometheus",
           OTEL_EXPORTER_PROMETHEUS_PORT: String(promPort),
-          OTEL_TRACES_EXPORTER: "otlp",
+          OTEL_TRACES_EXPORTER: this.mode === "untraced" ? "none" : "otlp",
           OTEL_LOGS_EXPORTER: "otlp",
           ...(this.mode === "traced" ? { OTEL_TRACES_SAMPLER: "parentbased_always_on" } : {}),
           OTEL_EXPORTER_OTLP_ENDPOINT: this.otlp,
@@ -223,6 +225,7 @@ const median = (xs: number[]): number => {
 const PAIRS: ReadonlyArray<{ workload: Workload; mode: Exclude<Mode, "none"> }> = [
   { workload: "agent", mode: "full" },
   { workload: "agent", mode: "traced" },
+  { workload: "agent", mode: "untraced" },
   { workload: "audited", mode: "full" },
 ];
 
@@ -272,9 +275,11 @@ const run: BenchGroup = async ({ quick, log }) => {
     instrumentation_overhead_pct: cost("agent/full"),
     otel_overhead_pct_all_traced: cost("agent/traced"),
     otel_overhead_pct_all_audited: cost("audited/full"),
+    otel_overhead_pct_untraced: cost("agent/untraced"),
     otel_cpu_overhead_pct: cpuCost("agent/full"),
     otel_cpu_overhead_pct_all_traced: cpuCost("agent/traced"),
     otel_cpu_overhead_pct_all_audited: cpuCost("audited/full"),
+    otel_cpu_overhead_pct_untraced: cpuCost("agent/untraced"),
   };
   const mid = (k: Kind, f: (r: Round) => number) => median(runs.get(k)!.map(f));
   for (const k of runs.keys()) {
