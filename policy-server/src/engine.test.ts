@@ -219,6 +219,41 @@ registry_rules:
       }),
     ).toMatchObject({ decision: "deny", mitre: "T1547.001" });
   });
+  // Every built-in file location, in the forms the kernel and people use, and its neighbours.
+  const fileTable: [string, string][] = [
+    [
+      "C:\\Users\\dev\\AppData\\Roaming\\Microsoft\\Windows\\Start Menu\\Programs\\Startup\\x.lnk",
+      "T1547.001",
+    ],
+    [
+      "\\Device\\HarddiskVolume3\\Users\\a\\appdata\\roaming\\microsoft\\windows\\start menu\\programs\\startup",
+      "T1547.001",
+    ],
+    ["C:\\ProgramData\\Microsoft\\Windows\\Start Menu\\Programs\\StartUp\\y.lnk", "T1547.001"],
+    ["\\??\\C:\\Windows\\System32\\Tasks\\Evil", "T1053.005"],
+    ["C:\\Windows\\Sysnative\\Tasks\\Microsoft\\x", "T1053.005"],
+    ["\\\\localhost\\C$\\Windows\\System32\\Tasks", "T1053.005"],
+  ];
+  for (const [path, mitre] of fileTable) {
+    it(`file high-risk: ${path} -> ${mitre}`, () => {
+      for (const operation of ["write", "create", "delete"] as const)
+        expect(check(e, { path, operation, volumes })).toMatchObject({
+          decision: "deny",
+          rule: "builtin:high-risk",
+          mitre,
+        });
+      expect(check(e, { path, operation: "read", volumes })).toMatchObject({ decision: "allow", mitre });
+    });
+  }
+  it("file high-risk: neighbours are not", () => {
+    for (const path of [
+      "C:\\Windows\\System32\\TasksBackup\\x",
+      "C:\\Windows\\Tasks\\x",
+      "C:\\Users\\dev\\AppData\\Roaming\\Startup\\x",
+      "C:\\Users\\dev\\Documents\\Tasks\\Startup\\x",
+    ])
+      expect(check(e, { path, operation: "read" })).toMatchObject({ mitre: "" });
+  });
 });
 
 describe("rename", () => {
