@@ -95,7 +95,7 @@ typedef struct FLTSIM_PORT {
     int WaiterPumps;                /* the completion port's waiters fetch (see the top) */
     int HandFd;                     /* a waiter's GET_MANY left to the pump thread to finish (-1: none) */
     uint32_t HandCap;               /* the capacity that request was sent with */
-    uint8_t *WaiterBuf;             /* GET_MANY answers read by waiters (one at a time) */
+    uint8_t *IoBuf;                 /* GET_MANY answers, read by whoever is the Pumper */
 } FLTSIM_PORT;
 
 #define PUMPER_NONE 0
@@ -479,6 +479,21 @@ static int TakeMany(FLTSIM_PORT *p, int32_t hr, const uint8_t *in, uint32_t got,
     return 0;
 }
 
+/* The fetcher's way out when its request failed or the handle is closing: gives up the Pumper role;
+ * unless FilterClose is closing the handle (then returns 1: the reads are to be cancelled), the port
+ * is lost for this handle (the simulator dropped the client, a broken response): pending reads fail
+ * with STATUS_PORT_DISCONNECTED and later ones at once. */
+static int FetchFailed(FLTSIM_PORT *p)
+{
+    int closed = LostHr(p) == SIM_E_OPERATION_ABORTED;
+    pthread_mutex_lock(&p->IoMu);
+    p->Pumper = PUMPER_NONE;
+    if (!closed && p->IoFailed == 0) p->IoFailed = SIM_E_HANDLE;
+    pthread_mutex_unlock(&p->IoMu);
+    if (!closed) FailPending(p, FLTSIM_STATUS_PORT_DISCONNECTED);
+    return closed;
+}
+
 /* The oldest pending reads a GET_MANY asks for: their count and smallest buffer. Under IoMu. */
 static void ReadsToAsk(const FLTSIM_PORT *p, uint32_t *k, uint32_t *cap)
 {
@@ -495,9 +510,9 @@ static void ReadsToAsk(const FLTSIM_PORT *p, uint32_t *k, uint32_t *cap)
 static void *Pump(void *arg)
 {
     FLTSIM_PORT *p = (FLTSIM_PORT *)arg;
-    uint8_t *in = (uint8_t *)malloc(SIMW_MAX_PAYLOAD);
-    int32_t hr = SIM_E_OUTOFMEMORY;
-    int closed, kick;
+    uint8_t *in = p->IoBuf; /* ours while Pumper is PUMPER_THREAD */
+    int32_t hr;
+    int kick;
     for (;;) {
         uint32_t k = 0, cap, got = 0;
         uint64_t count = 0;
@@ -515,49 +530,31 @@ static void *Pump(void *arg)
         if (fd >= 0) cap = p->HandCap;
         else ReadsToAsk(p, &k, &cap);
         pthread_mutex_unlock(&p->IoMu);
-        if (in == NULL) {
-            if (fd >= 0) GiveAux(p, fd, 0);
-            break;
-        }
         if (fd >= 0) {
             if (ReadResp(fd, in, SIMW_MAX_PAYLOAD, &hr, &got, &count) != 0) {
                 GiveAux(p, fd, 0);
-                hr = LostHr(p);
                 break;
             }
         } else {
             fd = TakeAux(p);
-            if (fd < 0) {
-                hr = LostHr(p);
-                break;
-            }
+            if (fd < 0) break;
             if (Call(fd, SIMW_OP_GET_MANY, ((uint64_t)k << 32) | cap, NULL, 0, in, SIMW_MAX_PAYLOAD, &hr, &got, &count) != 0) {
                 GiveAux(p, fd, 0);
-                hr = LostHr(p);
                 break;
             }
         }
         GiveAux(p, fd, 1);
-        if (TakeMany(p, hr, in, got, count, cap) != 0) {
-            if (hr == SIM_S_OK) hr = SIM_E_HANDLE;
-            break;
-        }
+        if (TakeMany(p, hr, in, got, count, cap) != 0) break;
         pthread_mutex_lock(&p->IoMu);
         p->Pumper = PUMPER_NONE;
         kick = p->WaiterPumps;
         pthread_mutex_unlock(&p->IoMu);
         if (kick) FltsimIocpKick(p->Iocp); /* a waiter that found the role taken fetches next */
     }
-    free(in);
-    /* closed by FilterClose: cancelled; anything else (the simulator dropped the client, a broken
-     * response, no memory): the port is lost for this handle */
-    closed = LostHr(p) == SIM_E_OPERATION_ABORTED;
+    if (FetchFailed(p)) FailPending(p, FLTSIM_STATUS_CANCELLED);
     pthread_mutex_lock(&p->IoMu);
-    p->Pumper = PUMPER_NONE;
-    if (!closed && p->IoFailed == 0) p->IoFailed = hr == SIM_E_OUTOFMEMORY ? hr : SIM_E_HANDLE;
     kick = p->WaiterPumps;
     pthread_mutex_unlock(&p->IoMu);
-    FailPending(p, closed ? FLTSIM_STATUS_CANCELLED : FLTSIM_STATUS_PORT_DISCONNECTED);
     if (kick) FltsimIocpKick(p->Iocp);
     return NULL;
 }
@@ -573,10 +570,10 @@ static int WaiterPump(void *ctx, FLTSIM_IOCP *c, int wakeFd, int timeoutMs)
     uint64_t count = 0;
     int32_t hr = SIM_E_HANDLE;
     uint8_t *in;
-    int fd, rc, closed;
+    int fd, rc;
     if (p == NULL) return FLTSIM_PUMP_IDLE;
     pthread_mutex_lock(&p->IoMu);
-    if (p->Iocp != c || !p->WaiterPumps || p->WaiterBuf == NULL || p->IoStop || p->IoFailed != 0 ||
+    if (p->Iocp != c || !p->WaiterPumps || p->IoStop || p->IoFailed != 0 ||
         p->Pumper != PUMPER_NONE || p->HandFd >= 0 || p->PendingCount == 0) {
         pthread_mutex_unlock(&p->IoMu);
         Release(p);
@@ -584,7 +581,7 @@ static int WaiterPump(void *ctx, FLTSIM_IOCP *c, int wakeFd, int timeoutMs)
     }
     p->Pumper = PUMPER_WAITER;
     ReadsToAsk(p, &k, &cap);
-    in = p->WaiterBuf;
+    in = p->IoBuf; /* ours while Pumper is PUMPER_WAITER */
     pthread_mutex_unlock(&p->IoMu);
     fd = TakeAux(p);
     if (fd >= 0) {
@@ -623,16 +620,19 @@ static int WaiterPump(void *ctx, FLTSIM_IOCP *c, int wakeFd, int timeoutMs)
     Release(p);
     return FLTSIM_PUMP_RAN;
 lost:
-    /* as the pump thread does: closing cancels the reads (FilterClose, once this call is out);
-     * otherwise the port is lost for this handle */
-    closed = LostHr(p) == SIM_E_OPERATION_ABORTED;
-    pthread_mutex_lock(&p->IoMu);
-    p->Pumper = PUMPER_NONE;
-    if (!closed && p->IoFailed == 0) p->IoFailed = SIM_E_HANDLE;
-    pthread_mutex_unlock(&p->IoMu);
-    if (!closed) FailPending(p, FLTSIM_STATUS_PORT_DISCONNECTED);
+    (void)FetchFailed(p); /* closing: FilterClose cancels the reads once this call is out */
     Release(p);
     return FLTSIM_PUMP_RAN;
+}
+
+/* The handle's pump thread and the buffer every fetch of the handle reads into. Under IoMu. */
+static int32_t StartPump(FLTSIM_PORT *p)
+{
+    if (p->IoBuf == NULL) p->IoBuf = (uint8_t *)malloc(SIMW_MAX_PAYLOAD);
+    if (p->IoBuf == NULL) return SIM_E_OUTOFMEMORY;
+    if (pthread_create(&p->Pump, NULL, Pump, p) != 0) return SIM_E_NO_SYSTEM_RESOURCES;
+    p->PumpStarted = 1;
+    return SIM_S_OK;
 }
 
 /* FilterGetMessage with an OVERLAPPED: queues the read for the pump (starting it on first use). */
@@ -646,14 +646,8 @@ static int32_t GetOverlapped(FLTSIM_PORT *p, uint8_t *buf, uint32_t cap, FLTSIM_
         hr = p->IoFailed;
     } else if (p->PendingCount == FLTSIM_MAX_PENDING) {
         hr = SIM_E_NO_SYSTEM_RESOURCES;
-    } else if (!p->PumpStarted && pthread_create(&p->Pump, NULL, Pump, p) != 0) {
-        hr = SIM_E_NO_SYSTEM_RESOURCES;
-    } else {
-        p->PumpStarted = 1;
-        if (p->WaiterPumps && p->WaiterBuf == NULL) {
-            p->WaiterBuf = (uint8_t *)malloc(SIMW_MAX_PAYLOAD);
-            if (p->WaiterBuf == NULL) p->WaiterPumps = 0; /* the pump thread fetches */
-        }
+    } else if (p->PumpStarted || (hr = StartPump(p)) == SIM_S_OK) {
+        hr = FLTSIM_E_IO_PENDING;
         ov->Internal = FLTSIM_STATUS_PENDING;
         ov->InternalHigh = 0;
         p->Pending[p->PendingCount++] = (FLTSIM_READ){ buf, cap, ov };
@@ -848,7 +842,7 @@ FLTSIM_EXPORT int32_t FilterClose(void *hPort)
     pthread_mutex_unlock(&p->IoMu);
     if (p->PumpStarted) pthread_join(p->Pump, NULL);
     if (p->Iocp != NULL) FltsimIocpRelease(p->Iocp);
-    free(p->WaiterBuf);
+    free(p->IoBuf);
     pthread_mutex_lock(&gLock);
     for (i = 0; i < p->IdleCount; i++) close(p->Idle[i]);
     p->IdleCount = 0;
