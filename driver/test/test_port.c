@@ -326,16 +326,40 @@ static uint32_t Collect(void *c, OVL_ENTRY *out, uint32_t n)
     return got;
 }
 
-typedef struct { void *C; int32_t Ok; uint32_t Err; } IOCP_WAITER;
+/* A thread waiting (INFINITE) for one completion on C: its result, error and entry. */
+typedef struct { void *C; int32_t Ok; uint32_t Err; OVL_ENTRY E; } IOCP_WAITER;
 
 static void *IocpWaiter(void *a)
 {
     IOCP_WAITER *w = (IOCP_WAITER *)a;
-    OVL_ENTRY e;
     uint32_t removed = 0;
-    w->Ok = GetQueuedCompletionStatusEx(w->C, &e, 1, &removed, 0xFFFFFFFFu, 0);
+    w->Ok = GetQueuedCompletionStatusEx(w->C, &w->E, 1, &removed, 0xFFFFFFFFu, 0);
     w->Err = GetLastError();
     return NULL;
+}
+
+/* Starts an IocpWaiter on c and gives it 20 ms to begin its wait. */
+static void StartWaiter(IOCP_WAITER *w, void *c, pthread_t *t)
+{
+    memset(w, 0, sizeof(*w));
+    w->C = c;
+    pthread_create(t, NULL, IocpWaiter, w);
+    usleep(20000);
+}
+
+/* Replies allow to the message in buf (FILTER_MESSAGE_HEADER + policy check). */
+static void ReplyAllow(void *h, const uint8_t *buf)
+{
+    FILTER_MESSAGE_HEADER fh;
+    AGENTSH_REPLY_MESSAGE rep;
+    memcpy(&fh, buf, 16);
+    memset(&rep, 0, sizeof(rep));
+    rep.ReplyHeader.MessageId = fh.MessageId;
+    rep.Response.Header.Type = MSG_POLICY_RESPONSE;
+    rep.Response.Header.Size = 32;
+    memcpy(&rep.Response.Header.RequestId, buf + 16 + 8, 8);
+    rep.Response.Decision = DECISION_ALLOW;
+    CHECK_EQ(FilterReplyMessage(h, &rep, sizeof(rep)), 0);
 }
 
 static void test_port_overlapped_reads_completion_port(void)
@@ -377,8 +401,6 @@ static void test_port_overlapped_reads_completion_port(void)
     }
     CHECK_EQ(Collect(c, e, QUERIES), QUERIES);
     for (i = 0; i < QUERIES; i++) {
-        FILTER_MESSAGE_HEADER fh;
-        AGENTSH_REPLY_MESSAGE rep;
         uint32_t type;
         k = (uint32_t)(e[i].Ov - ov);
         CHECK(k < QUERIES);
@@ -390,14 +412,7 @@ static void test_port_overlapped_reads_completion_port(void)
         CHECK_EQ(e[i].Bytes, 16u + ((AGENTSH_MESSAGE_HEADER *)(bufs[k] + 16))->Size);
         CHECK_EQ(AgentshValidateMessage(bufs[k] + 16, e[i].Bytes - 16, &type), STATUS_SUCCESS);
         CHECK_EQ(type, MSG_POLICY_CHECK_FILE);
-        memcpy(&fh, bufs[k], 16);
-        memset(&rep, 0, sizeof(rep));
-        rep.ReplyHeader.MessageId = fh.MessageId;
-        rep.Response.Header.Type = MSG_POLICY_RESPONSE;
-        rep.Response.Header.Size = 32;
-        memcpy(&rep.Response.Header.RequestId, bufs[k] + 16 + 8, 8);
-        rep.Response.Decision = DECISION_ALLOW;
-        CHECK_EQ(FilterReplyMessage(h, &rep, sizeof(rep)), 0);
+        ReplyAllow(h, bufs[k]);
     }
     CHECK_EQ(seen, (1u << QUERIES) - 1u); /* the oldest reads got the messages */
     for (i = 0; i < QUERIES; i++) {
@@ -423,9 +438,7 @@ static void test_port_overlapped_reads_completion_port(void)
     }
     WaitDisconnected();
     /* closing the completion port ends a wait on it; the handle is gone afterwards */
-    w.C = c;
-    pthread_create(&wt, NULL, IocpWaiter, &w);
-    usleep(20000);
+    StartWaiter(&w, c, &wt);
     CHECK_EQ(CloseHandle(c), 1);
     pthread_join(wt, NULL);
     CHECK(w.Ok == 0 && (w.Err == 735u || w.Err == 6u));
@@ -446,40 +459,6 @@ static void test_port_overlapped_reads_completion_port(void)
     WaitDisconnected();
 }
 
-typedef struct { void *C; int32_t Ok; uint32_t Err; OVL_ENTRY E; } IOCP_WAITER1;
-
-static void *IocpWaiter1(void *a)
-{
-    IOCP_WAITER1 *w = (IOCP_WAITER1 *)a;
-    uint32_t removed = 0;
-    w->Ok = GetQueuedCompletionStatusEx(w->C, &w->E, 1, &removed, 0xFFFFFFFFu, 0);
-    w->Err = GetLastError();
-    return NULL;
-}
-
-/* A thread waiting for one completion on c (INFINITE), given 20 ms to start its wait. */
-static void StartWaiter(IOCP_WAITER1 *w, void *c, pthread_t *t)
-{
-    memset(w, 0, sizeof(*w));
-    w->C = c;
-    pthread_create(t, NULL, IocpWaiter1, w);
-    usleep(20000);
-}
-
-/* Replies allow to the message in buf (FILTER_MESSAGE_HEADER + policy check). */
-static void ReplyAllow(void *h, const uint8_t *buf)
-{
-    FILTER_MESSAGE_HEADER fh;
-    AGENTSH_REPLY_MESSAGE rep;
-    memcpy(&fh, buf, 16);
-    memset(&rep, 0, sizeof(rep));
-    rep.ReplyHeader.MessageId = fh.MessageId;
-    rep.Response.Header.Type = MSG_POLICY_RESPONSE;
-    rep.Response.Header.Size = 32;
-    memcpy(&rep.Response.Header.RequestId, buf + 16 + 8, 8);
-    rep.Response.Decision = DECISION_ALLOW;
-    CHECK_EQ(FilterReplyMessage(h, &rep, sizeof(rep)), 0);
-}
 
 /* The thread waiting on the completion port fetches the messages itself (libfltsim's waiter pump):
  * a message sent while it waits completes a read; a post interrupts its fetch and the pump thread
@@ -492,7 +471,7 @@ static void test_port_completion_waiter_fetches(void)
     static OVL ov[READS];
     OVL_ENTRY e[READS];
     DECIDER d1 = { "\\Device\\HarddiskVolume3\\wp1", { 0 } }, d2 = { "\\Device\\HarddiskVolume3\\wp2", { 0 } };
-    IOCP_WAITER1 w;
+    IOCP_WAITER w;
     OVL mine;
     pthread_t t1, t2, wt;
     void *h, *c;
