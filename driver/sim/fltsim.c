@@ -651,11 +651,12 @@ static int32_t GetOverlapped(FLTSIM_PORT *p, uint8_t *buf, uint32_t cap, FLTSIM_
         ov->Internal = FLTSIM_STATUS_PENDING;
         ov->InternalHigh = 0;
         p->Pending[p->PendingCount++] = (FLTSIM_READ){ buf, cap, ov };
-        if (p->WaiterPumps) kick = 1;
+        /* waiters fetch: one may be asleep only for want of a read, so only the first one wakes it */
+        if (p->WaiterPumps) kick = p->PendingCount == 1;
         else pthread_cond_signal(&p->IoCv);
     }
     pthread_mutex_unlock(&p->IoMu);
-    if (kick) FltsimIocpKick(p->Iocp); /* a waiter asleep with no reads to fetch for */
+    if (kick) FltsimIocpKick(p->Iocp);
     return hr;
 }
 

@@ -481,10 +481,11 @@ static void test_port_completion_waiter_fetches(void)
     CHECK_EQ(Connect(&h), 0);
     c = CreateIoCompletionPort(h, NULL, 42, 1);
     CHECK(c != NULL);
+    /* a waiter that is already waiting when the reads are issued (it has nothing to fetch for
+     * until the first) and the message sent gets the message */
+    StartWaiter(&w, c, &wt);
     for (i = 0; i < READS; i++)
         CHECK_EQ((uint32_t)FilterGetMessage(h, bufs[i], sizeof(bufs[i]), &ov[i]), 0x800703E5u);
-    /* a waiter that is already waiting (fetching) when the message is sent gets it */
-    StartWaiter(&w, c, &wt);
     pthread_create(&t1, NULL, DecideT, &d1);
     pthread_join(wt, NULL);
     CHECK_EQ(w.Ok, 1);
