@@ -37,6 +37,7 @@ struct FLTSIM_IOCP {
     int Pumping;   /* a waiter is inside PumpFn */
     int Waiters;   /* threads asleep on Cv */
     int WakeFd;    /* eventfd: interrupts the pumping waiter (written under Mu while Pumping) */
+    int Woken;     /* WakeFd was written and not yet drained */
 };
 
 static pthread_mutex_t gIocpLock = PTHREAD_MUTEX_INITIALIZER;
@@ -110,7 +111,10 @@ void FltsimIocpRelease(FLTSIM_IOCP *c)
 static void WakePumperLocked(FLTSIM_IOCP *c)
 {
     uint64_t one = 1;
-    if (c->Pumping) (void)!write(c->WakeFd, &one, sizeof(one));
+    if (c->Pumping && !c->Woken) {
+        (void)!write(c->WakeFd, &one, sizeof(one));
+        c->Woken = 1;
+    }
 }
 
 int FltsimIocpSetPump(FLTSIM_IOCP *c, FLTSIM_IOCP_PUMP fn, void *ctx)
@@ -231,7 +235,10 @@ FLTSIM_EXPORT int32_t GetQueuedCompletionStatusEx(void *CompletionPort, FLTSIM_O
             ran = fn(ctx, c, c->WakeFd, ms);
             pthread_mutex_lock(&c->Mu);
             c->Pumping = 0;
-            (void)!read(c->WakeFd, &drained, sizeof(drained)); /* a wake-up meant for this pumper */
+            if (c->Woken) { /* a wake-up meant for this pumper */
+                (void)!read(c->WakeFd, &drained, sizeof(drained));
+                c->Woken = 0;
+            }
             if (ran == FLTSIM_PUMP_RAN) continue;
         }
         c->Waiters++;
