@@ -2,8 +2,10 @@
 // JSON.parse reads back, for hostile strings too, and what pino writes), the array histograms (their
 // data points are what was counted, as an SDK histogram reports them; its OpenTelemetry log records
 // are emitted in batches and reach the SDK before it flushes) and root pre-sampling.
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
-import { type SpanContext, TraceFlags } from "@opentelemetry/api";
+import { type SpanContext, TraceFlags, trace } from "@opentelemetry/api";
 import { InMemoryLogRecordExporter, SimpleLogRecordProcessor } from "@opentelemetry/sdk-logs";
 import {
   AggregationTemporality,
@@ -242,6 +244,46 @@ describe("root pre-sampling", () => {
     } finally {
       setRootSampling(saved);
     }
+  });
+});
+
+describe("span export", () => {
+  /** Starts the SDK exporting traces over OTLP/HTTP to a local receiver, ends `spans` spans, flushes,
+   * and returns how many export requests the receiver got. */
+  async function exportRequests(spans: number, env: Record<string, string> = {}): Promise<number> {
+    let requests = 0;
+    const receiver = http.createServer((req, res) => {
+      if (req.url === "/v1/traces") requests++;
+      req.resume().on("end", () => res.writeHead(200, { "content-type": "application/x-protobuf" }).end());
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+    const t = await startSdk({
+      service: "agentsh-export-test",
+      version: "0",
+      defaultPrometheusPort: 0,
+      env: {
+        OTEL_METRICS_EXPORTER: "none",
+        OTEL_TRACES_EXPORTER: "otlp",
+        OTEL_TRACES_SAMPLER: "parentbased_always_on",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
+        ...env,
+      },
+    });
+    try {
+      const tracer = trace.getTracer("export-test");
+      for (let i = 0; i < spans; i++) tracer.startSpan(`s${i}`).end();
+      await t.flush();
+      return requests;
+    } finally {
+      await t.shutdown();
+      receiver.close();
+    }
+  }
+
+  it("sends spans in batches of 64 unless OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise", async () => {
+    expect(await exportRequests(200)).toBe(4); // 64 + 64 + 64 + 8
+    expect(await exportRequests(200, { OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "100" })).toBe(2);
   });
 });
 
