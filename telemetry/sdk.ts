@@ -9,7 +9,8 @@
 //   OTEL_BSP_MAX_EXPORT_BATCH_SIZE=64 (the SDK's default is 512): an export turns its spans into
 //     OTLP on the event loop in one go, and 512 of them held a busy broker's decisions for over 10 ms
 //     (with every decision traced at 3000/s: end-to-end p99 13.2 and 13.6 ms, against 4.9 and 5.4
-//     with 64, and 2.6-3.0 without traces). Smaller batches cost one HTTP request per 64 spans.
+//     with 64, and 2.6-3.0 without traces). The price: with every decision traced at saturation,
+//     64 (or 128) made about 17 % fewer decisions than 512, side by side; at 1 % it is negligible.
 // OTEL_SDK_DISABLED=true starts nothing. The hot code uses the OpenTelemetry API only, so without a
 // started SDK every instrument and span is a no-op.
 //
