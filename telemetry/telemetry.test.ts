@@ -2,8 +2,6 @@
 // JSON.parse reads back, for hostile strings too, and what pino writes), the array histograms (their
 // data points are what was counted, as an SDK histogram reports them; its OpenTelemetry log records
 // are emitted in batches and reach the SDK before it flushes) and root pre-sampling.
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { type SpanContext, TraceFlags, trace } from "@opentelemetry/api";
 import { InMemoryLogRecordExporter, SimpleLogRecordProcessor } from "@opentelemetry/sdk-logs";
@@ -15,6 +13,7 @@ import {
   MetricReader,
 } from "@opentelemetry/sdk-metrics";
 import { describe, expect, it } from "vitest";
+import { otlpReceiver } from "../test/support/otlp-receiver.js";
 import { createLogger, type FieldValue, isoTime, recordWriter } from "./log.js";
 import { collectFastMetrics, FastHistogram, metricProducer } from "./metrics.js";
 import { startSdk } from "./sdk.js";
@@ -251,12 +250,7 @@ describe("span export", () => {
   /** Starts the SDK exporting traces over OTLP/HTTP to a local receiver, ends `spans` spans, flushes,
    * and returns how many export requests the receiver got. */
   async function exportRequests(spans: number, env: Record<string, string> = {}): Promise<number> {
-    let requests = 0;
-    const receiver = http.createServer((req, res) => {
-      if (req.url === "/v1/traces") requests++;
-      req.resume().on("end", () => res.writeHead(200, { "content-type": "application/x-protobuf" }).end());
-    });
-    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+    const receiver = await otlpReceiver();
     const t = await startSdk({
       service: "agentsh-export-test",
       version: "0",
@@ -266,7 +260,7 @@ describe("span export", () => {
         OTEL_TRACES_EXPORTER: "otlp",
         OTEL_TRACES_SAMPLER: "parentbased_always_on",
         OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
-        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
         ...env,
       },
     });
@@ -274,7 +268,7 @@ describe("span export", () => {
       const tracer = trace.getTracer("export-test");
       for (let i = 0; i < spans; i++) tracer.startSpan(`s${i}`).end();
       await t.flush();
-      return requests;
+      return receiver.requests("/v1/traces");
     } finally {
       await t.shutdown();
       receiver.close();

@@ -34,13 +34,12 @@
 //   per decision (medians of the same ratios).
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getOrAdd } from "@agentsh/telemetry";
 import type { BenchGroup } from "../../test/bench/main.js";
 import { canConnect, freePort, ROOT, SIM_LIB, sleep, waitFor } from "../../test/e2e/harness.js";
+import { otlpReceiver } from "../../test/support/otlp-receiver.js";
 import {
   brokerProcess,
   buildBundles,
@@ -50,26 +49,6 @@ import {
   simRun,
   stop,
 } from "./bench-procs.js";
-
-/** A stand-in OpenTelemetry collector: accepts OTLP/HTTP exports, counts them. */
-async function otlpReceiver(): Promise<{ url: string; bytes: () => number; close: () => void }> {
-  let bytes = 0;
-  const server = http.createServer((req, res) => {
-    req.on("data", (d: Buffer) => {
-      bytes += d.length;
-    });
-    req.on("end", () => {
-      res.writeHead(200, { "content-type": "application/x-protobuf" });
-      res.end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    bytes: () => bytes,
-    close: () => server.close(),
-  };
-}
 
 interface Round {
   ops: number;
