@@ -75,8 +75,9 @@ export const POLICY_BUNDLE = join(ROOT, "policy-server/dist/agentsh-policy.mjs")
  * The broker's V8 flags. A young generation of 4 MB semi-spaces (it was 1 MB): at saturation the
  * 1 MB one scavenged about 50 times a second and promoted short-lived request objects into the old
  * generation, so the broker used 16-22 % more CPU per decision (two systems side by side, 4 rounds)
- * and held more memory (about 100 MB resident against 86 MB with 4 MB, one run each); at 500 ops/s
- * the resident set is the same (78-80 MB). One V8 worker thread.
+ * and held more memory (about 100 MB resident against 86 MB with 4 MB, one run each). At 500 ops/s
+ * the steady state is the same (78-80 MB); the most over the phase, warm-up included, is about 5 MB
+ * more (85 against 80-82 MB). One V8 worker thread.
  */
 export const BROKER_NODE_FLAGS = ["--max-semi-space-size=4", "--v8-pool-size=1"];
 
