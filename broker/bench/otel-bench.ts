@@ -38,6 +38,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getOrAdd } from "@agentsh/telemetry";
 import type { BenchGroup } from "../../test/bench/main.js";
+import { median } from "../../test/bench/stats.js";
 import { canConnect, freePort, ROOT, SIM_LIB, sleep, waitFor } from "../../test/e2e/harness.js";
 import { otlpReceiver } from "../../test/support/otlp-receiver.js";
 import {
@@ -193,12 +194,6 @@ async function together(modes: Mode[], workload: Workload, seconds: number, otlp
     await Promise.all(systems.map((s) => s.stop()));
   }
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /** The comparisons: an instrumented mode and `none`, on one workload, run at the same time. */
 const PAIRS: ReadonlyArray<{ workload: Workload; mode: Exclude<Mode, "none"> }> = [

@@ -8,6 +8,8 @@
  * - grpc_checks_per_s_unary / _stream: Check calls over loopback h2c from one client process
  *   (@grpc/grpc-js), unary with 64 in flight, and a bidirectional CheckStream.
  */
+
+import { median } from "../../test/bench/stats.js";
 import { PolicyEngine } from "../src/engine.js";
 import { BENCH_VOLUMES, generatePolicy, generateRequests } from "./policy-gen.js";
 
@@ -38,8 +40,6 @@ function setup(rules: number): (seconds?: number) => number {
   };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
 export default async function run(opts: { quick: boolean }): Promise<Record<string, number>> {
   // The three policies' rounds take turns (10, 1000, 10000, 10, ...): this machine's speed drifts by
   // tens of percent over minutes, and measured one policy after the other, a drift between them
@@ -49,14 +49,14 @@ export default async function run(opts: { quick: boolean }): Promise<Record<stri
   const rounds = opts.quick ? 3 : 7;
   const sizes = [10, 1000, 10000] as const;
   const measures = sizes.map((n) => setup(n));
-  const rates: number[][] = sizes.map(() => []);
-  for (let r = 0; r < rounds; r++) for (let i = 0; i < sizes.length; i++) rates[i]!.push(measures[i]!(0.4));
+  /** Per round, the rate of each policy in `sizes` order. */
+  const perRound = Array.from({ length: rounds }, () => measures.map((m) => m(0.4)));
   const out: Record<string, number> = {};
   sizes.forEach((n, i) => {
-    out[`evals_per_s_${n}`] = median(rates[i]!);
+    out[`evals_per_s_${n}`] = median(perRound.map((r) => r[i]!));
   });
   // Per round: rate at 10 rules / rate at 10000 rules, measured within about a second of each other.
-  out.evals_cost_ratio_10000_10 = median(rates[0]!.map((r10, k) => r10 / rates[2]![k]!));
+  out.evals_cost_ratio_10000_10 = median(perRound.map(([r10, , r10000]) => r10! / r10000!));
   try {
     const { grpcBench } = await import("./policy-bench-grpc.js");
     Object.assign(out, await grpcBench(opts.quick));
