@@ -4,9 +4,10 @@
 //   policy-server/dist/agentsh-policy.mjs what the fleet's policy servers run
 // Dependencies from node_modules stay external; the workspace packages (@agentsh/proto,
 // @agentsh/telemetry) are bundled in. Run them as
-//   node --max-semi-space-size=4 --v8-pool-size=1 broker/dist/agentsh-broker.mjs run
+//   node --max-semi-space-size=4 --v8-pool-size=1 --no-memory-reducer broker/dist/agentsh-broker.mjs run
 //   node policy-server/dist/agentsh-policy.mjs serve --policy FILE
-// (the broker's flags keep its resident set under 100 MB, see the README's benchmarks). Without a
+// (the broker's flags keep its resident set under 100 MB and its CPU low at light load, see the
+// README's benchmarks). Without a
 // TypeScript loader a policy server starts in about half the time and with about 35 MB less memory.
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
