@@ -29,8 +29,10 @@
 // WARMUP_S seconds of the same load (as the e2e group measures latency and CPU). In the first
 // seconds of a process V8 is still compiling, and code that runs for one decision in a hundred (a
 // traced decision, an audit record) runs unoptimised for longer than the rest: after a 2 s warm-up
-// the full figure read 8-13 % in round pairs where, after 30 s, it read 4.7-4.9 %. That start-up
-// cost is reported too, from rounds with a 2 s warm-up (otel_overhead_pct_first_seconds).
+// the full figure read 8-13 % in round pairs where, after 30 s, it read 4.7-4.9 % (one scratch
+// comparison; the bench's first two runs this way read 6.9 and 8.0 %, so the pairs' noise is still
+// larger than the difference). The start-up cost is reported too, from rounds with a 2 s warm-up
+// (otel_overhead_pct_first_seconds).
 //   instrumentation_overhead_pct = (1 - median(rate full / rate none)) * 100 on the agent workload;
 //   otel_overhead_pct_all_traced and otel_overhead_pct_untraced the same for traced and untraced;
 //   otel_overhead_pct_all_audited for full on the audited workload; and the CPU each process spends
