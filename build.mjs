@@ -7,8 +7,8 @@
 //   node --max-semi-space-size=4 --v8-pool-size=1 --no-memory-reducer broker/dist/agentsh-broker.mjs run
 //   node policy-server/dist/agentsh-policy.mjs serve --policy FILE
 // (the broker's flags keep its resident set under 100 MB and its CPU low at light load, see the
-// README's benchmarks). Without a
-// TypeScript loader a policy server starts in about half the time and with about 35 MB less memory.
+// README's benchmarks). Without a TypeScript loader a policy server starts in about half the time
+// and with about 35 MB less memory.
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { build } from "esbuild";

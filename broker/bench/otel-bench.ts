@@ -22,8 +22,9 @@
 // none, each with its own simulator, broker and server (servers started first, then both
 // workloads together, so the measured windows coincide): both see the same machine at the same
 // moment, and with both cores saturated each gets about the same share of them, so the ratio of
-// their throughputs is the ratio of what a decision costs end to end. The system started first
-// runs a few percent faster, so rounds alternate which one that is, and each pair of rounds is
+// their throughputs is the ratio of what a decision costs end to end. Which system is started
+// first shifts a round by several points (one way on one day, the other way on another), so rounds
+// alternate which one that is, and each pair of rounds is
 // averaged (geometric mean of the two ratios); a figure is the median over the round pairs.
 // Steady state: the broker and the policy server are daemons, so the figures are measured after
 // WARMUP_S seconds of the same load (as the e2e group measures latency and CPU). In the first
@@ -216,23 +217,18 @@ interface Comparison {
   workload: Workload;
   mode: Exclude<Mode, "none">;
   rounds: number;
-  warmupS: number;
-  /** Its name in the log and in the figures' names (`agent/full`, ...). */
-  name: string;
+  /** Measured after FIRST_SECONDS_WARMUP_S instead of WARMUP_S. */
+  firstSeconds?: true;
 }
 const COMPARISONS: readonly Comparison[] = [
-  { workload: "agent", mode: "full", rounds: 8, warmupS: WARMUP_S, name: "agent/full" },
-  { workload: "agent", mode: "traced", rounds: 2, warmupS: WARMUP_S, name: "agent/traced" },
-  { workload: "agent", mode: "untraced", rounds: 2, warmupS: WARMUP_S, name: "agent/untraced" },
-  { workload: "audited", mode: "full", rounds: 2, warmupS: WARMUP_S, name: "audited/full" },
-  {
-    workload: "agent",
-    mode: "full",
-    rounds: 2,
-    warmupS: FIRST_SECONDS_WARMUP_S,
-    name: "agent/full-first-seconds",
-  },
+  { workload: "agent", mode: "full", rounds: 8 },
+  { workload: "agent", mode: "traced", rounds: 2 },
+  { workload: "agent", mode: "untraced", rounds: 2 },
+  { workload: "audited", mode: "full", rounds: 2 },
+  { workload: "agent", mode: "full", rounds: 2, firstSeconds: true },
 ];
+/** A comparison's name in the log and in the figures (`agent/full`, `agent/full-first-seconds`). */
+const nameOf = (c: Comparison) => `${c.workload}/${c.mode}${c.firstSeconds ? "-first-seconds" : ""}`;
 
 const run: BenchGroup = async ({ quick, log }) => {
   buildBundles();
@@ -252,11 +248,12 @@ const run: BenchGroup = async ({ quick, log }) => {
       for (const c of COMPARISONS) {
         if (i >= (quick ? 2 : c.rounds)) continue;
         const order: Mode[] = i % 2 === 0 ? ["none", c.mode] : [c.mode, "none"];
-        const warmupS = quick ? Math.min(c.warmupS, 5) : c.warmupS;
+        const full = c.firstSeconds ? FIRST_SECONDS_WARMUP_S : WARMUP_S;
+        const warmupS = quick ? Math.min(full, 5) : full;
         const [a, b] = await together(order, c.workload, seconds, warmupS, receiver.url);
         const [none, inst] = i % 2 === 0 ? [a!, b!] : [b!, a!];
-        getOrAdd(rounds, c.name, () => []).push({ none, inst });
-        log(`${show(`${c.workload}/none`, none)}  |  ${show(c.name, inst)}  (${warmupS} s warm-up)`);
+        getOrAdd(rounds, nameOf(c), () => []).push({ none, inst });
+        log(`${show(`${c.workload}/none`, none)}  |  ${show(nameOf(c), inst)}  (${warmupS} s warm-up)`);
       }
     }
   } finally {
@@ -289,8 +286,8 @@ const run: BenchGroup = async ({ quick, log }) => {
   // Steady-state rates and CPU per decision by mode (the start-up comparison's rounds left out).
   const byMode = new Map<string, Round[]>();
   for (const c of COMPARISONS) {
-    if (c.warmupS !== WARMUP_S) continue;
-    for (const r of rounds.get(c.name) ?? []) {
+    if (c.firstSeconds) continue;
+    for (const r of rounds.get(nameOf(c)) ?? []) {
       getOrAdd(byMode, `${c.workload}_none`, () => []).push(r.none);
       getOrAdd(byMode, `${c.workload}_${c.mode}`, () => []).push(r.inst);
     }
