@@ -194,7 +194,10 @@ export function compilePolicy(policy: Policy, ctx: FileContext = {}): CompiledPo
     });
   }
   for (const set of Object.values(tries)) for (const t of Object.values(set)) t.finalize();
-  const highRisk: Record<Kind, Trie> = { file: new Trie(), registry: new Trie() };
+  const highRisk: Record<Kind, Trie> = {
+    file: new Trie({ anchored: true }),
+    registry: new Trie({ anchored: true }),
+  };
   HIGH_RISK.forEach((h, i) => {
     const c = canonicalizePattern(h.kind, h.pattern);
     if (isFailure(c)) throw new Error(`built-in high-risk pattern ${h.pattern}: ${c.error}`);

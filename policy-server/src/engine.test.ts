@@ -516,6 +516,30 @@ file_rules:
       decision: "allow",
     });
   });
+  it("a short name does not take a write out of a high-risk location", () => {
+    const pd = PolicyEngine.fromText(`${base}
+file_rules:
+  - name: programdata
+    paths: ['C:\\ProgramData\\**']
+    operations: ['*']
+    decision: allow
+`);
+    for (const path of [
+      "C:\\ProgramData\\Microsoft\\Windows\\STARTM~1\\Programs\\StartUp\\evil.lnk",
+      "C:\\ProgramData\\Microsoft\\Windows\\Start Menu\\PROGRA~1\\STARTU~1\\evil.lnk",
+    ]) {
+      expect(check(pd, { path })).toMatchObject({
+        decision: "deny",
+        rule: "builtin:high-risk",
+        mitre: "T1547.001",
+      });
+      expect(check(pd, { path, operation: "read" })).toMatchObject({ decision: "allow", mitre: "T1547.001" });
+    }
+    // DOCUME~1 cannot stand for "Start Menu".
+    expect(
+      check(pd, { path: "C:\\ProgramData\\Microsoft\\Windows\\DOCUME~1\\Programs\\StartUp\\x" }),
+    ).toMatchObject({ decision: "allow", rule: "programdata", mitre: "" });
+  });
   it("a short name that cannot be the denied name is not", () => {
     expect(check(e, { operation: "read", path: "C:\\Users\\dev\\DOCUME~1\\x" })).toMatchObject({
       decision: "allow",

@@ -207,7 +207,7 @@ export class PolicyEngine {
     let risk = "";
     let escalated = false;
     const hr = kind === "file" ? cp.highRisk.file : cp.highRisk.registry;
-    const hid = hr.size > 0 ? hr.match(c.keys) : -1;
+    const hid = hr.size === 0 ? -1 : c.shortNames === undefined ? hr.match(c.keys) : highRiskAmbiguous(hr, c);
     if (hid >= 0) {
       const h = cp.highRiskEntries[hid]!;
       mitre = h.technique;
@@ -340,6 +340,18 @@ function templateFields(
     Pid: input.pid === undefined ? "" : String(input.pid),
     Name: display.slice(display.lastIndexOf("\\") + 1),
   };
+}
+
+/**
+ * The high-risk location a path with 8.3 short-name components may be in: the most specific one
+ * that matches whatever long names they stand for (`C:\ProgramData\Microsoft\Windows\STARTM~1\...`
+ * may be the Start Menu), so a short name cannot take a write out of a high-risk location.
+ */
+function highRiskAmbiguous(hr: Trie, c: CanonicalPath): number {
+  let best: AmbiguousMatch | undefined;
+  for (const m of hr.matchAll(c.keys, c.shortNames!, couldBeShortNameOf))
+    if (!best || m.rank < best.rank) best = m;
+  return best?.id ?? -1;
 }
 
 const VERB: Record<DecisionKind, string> = {

@@ -54,8 +54,30 @@ export class Trie {
   private bestRank = NONE;
   private bestId = -1;
   size = 0;
+  /**
+   * With `anchored`: one literal component of every entry (its last); a path none of whose
+   * components is one of them cannot match, and `match` says so without walking. Null when off,
+   * or when an entry has no literal component.
+   */
+  private anchors: Set<string> | null;
+  /** A bit per anchor for a hash of its length, first and last character (see anchorBit): most
+   * components are ruled out with three loads, without hashing the whole string. */
+  private readonly anchorBits = new Uint32Array(ANCHOR_BITS >> 5);
+
+  constructor(opts: { anchored?: boolean } = {}) {
+    this.anchors = opts.anchored ? new Set() : null;
+  }
 
   insert(keys: readonly string[], rank: number, id: number): void {
+    if (this.anchors !== null) {
+      const anchor = keys.findLast((k) => k !== "**" && !hasGlob(k));
+      if (anchor === undefined) this.anchors = null;
+      else {
+        this.anchors.add(anchor);
+        const b = anchorBit(anchor);
+        this.anchorBits[b >> 5]! |= 1 << (b & 31);
+      }
+    }
     let n = this.root;
     for (const k of keys) {
       if (k === "**") {
@@ -112,8 +134,20 @@ export class Trie {
   match(keys: readonly string[], below = NONE): number {
     this.bestRank = below;
     this.bestId = -1;
-    if (this.root.min < below) this.walk(this.root, keys, 0);
+    if (this.root.min < below && (this.anchors === null || this.anchored(keys)))
+      this.walk(this.root, keys, 0);
     return this.bestId;
+  }
+
+  /** Does keys contain an anchor? */
+  private anchored(keys: readonly string[]): boolean {
+    const bits = this.anchorBits;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      const b = anchorBit(k);
+      if ((bits[b >> 5]! & (1 << (b & 31))) !== 0 && this.anchors!.has(k)) return true;
+    }
+    return false;
   }
 
   /** Rank of the entry returned by the last `match`. */
@@ -252,6 +286,14 @@ function lastDot(c: string): number {
   let i = c.length - 1;
   while (i >= 0 && c.charCodeAt(i) !== 46) i--;
   return i;
+}
+
+const ANCHOR_BITS = 2048;
+
+/** A hash of a non-empty component's length, first and last character, below ANCHOR_BITS. */
+function anchorBit(k: string): number {
+  const n = k.length;
+  return (n * 97 + k.charCodeAt(0) * 31 + k.charCodeAt(n - 1)) & (ANCHOR_BITS - 1);
 }
 
 /** Most literal children compared in turn rather than looked up (see Node.litKeys). */

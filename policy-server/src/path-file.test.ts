@@ -78,6 +78,7 @@ describe("file paths: other roots", () => {
   });
   it("mount folder and volume GUID from the volume map", () => {
     expect(keys("\\Device\\HarddiskVolume5\\a\\b")).toBe("D:\\MNT\\DATA\\A\\B");
+    expect(keys("\\device\\harddiskvolume3\\a")).toBe("C:\\A");
     expect(keys("\\\\?\\Volume{0D3F5C2E-1111-2222-3333-444455556666}\\x")).toBe("E:\\X");
     expect(keys("\\??\\Volume{0d3f5c2e-1111-2222-3333-444455556666}\\x")).toBe("E:\\X");
   });
@@ -141,6 +142,10 @@ describe("file paths that are denied with a reason", () => {
     ["\\\\.\\PhysicalDrive0", /raw disk/],
     ["\\Device\\Harddisk0\\DR0", /raw disk/],
     ["\\Device\\HarddiskVolume9\\x", /not in the volume map/],
+    // Object names are exact: HarddiskVolume03 is not HarddiskVolume3.
+    ["\\Device\\HarddiskVolume03\\Users\\x", /HarddiskVolume03 is not in the volume map/],
+    ["\\Device\\HarddiskVolume30000000\\x", /not in the volume map/],
+    ["\\device\\harddiskvolume3", /raw volume access \(\\Device\\harddiskvolume3\)/],
     ["\\Device\\HarddiskVolumeShadowCopy1\\Windows\\NTDS\\ntds.dit", /shadow copy/],
     ["\\\\?\\Volume{11111111-2222-3333-4444-555555555555}\\x", /not in the volume map/],
     ["\\\\.\\pipe\\x", /not a file on a volume/],

@@ -254,8 +254,15 @@ function device(
   depth: number,
 ): CanonicalResult {
   const e = segEnd(p, at);
-  const name = up.slice(at, e);
   const next = after(p, e);
+  // HarddiskVolume<N> (N without a leading zero), the name most requests carry: no slice, no hash.
+  const vol = volumeNumber(up, at, e);
+  if (vol > 0) {
+    const root = ctx.volumes?.lookupVolumeNumber(vol);
+    if (root !== undefined)
+      return mapped(root, "", "", e < p.length, p, up, next, ctx, pattern, depth, at, e);
+  }
+  const name = up.slice(at, e);
   if (name === "MUP" || name === "LANMANREDIRECTOR" || name === "WEBDAVREDIRECTOR" || name === "RDPDR") {
     return unc(p, up, next, ctx, pattern, true);
   }
@@ -268,6 +275,21 @@ function device(
   }
   const root = ctx.volumes?.lookupDevice(name);
   return mapped(root, name, "", e < p.length, p, up, next, ctx, pattern, depth, at, e);
+}
+
+const HDV = "HARDDISKVOLUME";
+
+/** N when up[at, e) is HARDDISKVOLUME<N> with 1 to 6 digits and no leading zero, else 0. */
+function volumeNumber(up: string, at: number, e: number): number {
+  const len = e - at;
+  if (len < 15 || len > 20 || !up.startsWith(HDV, at)) return 0;
+  let v = 0;
+  for (let i = at + 14; i < e; i++) {
+    const d = up.charCodeAt(i) - 48;
+    if (d < 0 || d > 9 || (d === 0 && v === 0)) return 0;
+    v = v * 10 + d;
+  }
+  return v;
 }
 
 /**

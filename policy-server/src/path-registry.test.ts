@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { canonicalizeRegistry, type RegistryContext } from "./path-registry.js";
-import { isFailure } from "./path-types.js";
+import { type CanonicalPath, isFailure } from "./path-types.js";
 
 const SID = "S-1-5-21-1111-2222-3333-1001";
 const ctx = { userSid: SID };
@@ -73,6 +73,16 @@ describe("registry: aliases", () => {
     expect(keys("HKLM\\SYSTEM\\ControlSet002\\Services\\evil")).toBe(want);
     expect(keys("HKLM\\SYSTEM\\currentcontrolset\\Services\\evil")).toBe(want);
     expect(keys("HKLM\\SYSTEM\\ControlSetX\\x")).toBe("HKLM\\SYSTEM\\CONTROLSETX\\X");
+  });
+  it("a folded control set is displayed as CurrentControlSet, in the path's case elsewhere", () => {
+    const shown = (p: string) => (canonicalizeRegistry(p) as CanonicalPath).display;
+    expect(shown("\\REGISTRY\\MACHINE\\System\\ControlSet001\\Services\\Evil")).toBe(
+      "HKLM\\System\\CurrentControlSet\\Services\\Evil",
+    );
+    expect(shown("HKLM\\SYSTEM\\currentcontrolset\\\\Services\\evil\\")).toBe(
+      "HKLM\\SYSTEM\\CurrentControlSet\\Services\\evil",
+    );
+    expect(shown("HKLM\\SYSTEM\\ControlSet002")).toBe("HKLM\\SYSTEM\\CurrentControlSet");
   });
   it("HKCC", () => {
     expect(keys("HKCC\\Software")).toBe(

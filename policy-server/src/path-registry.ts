@@ -202,7 +202,18 @@ export function canonicalizeRegistryFor(
     count++;
     expect = s;
   }
-  if (needsAlias(keys)) {
+  // HKLM\SYSTEM\ControlSetNNN is CurrentControlSet: one name replaced, the display built from slices.
+  let renamed = -1;
+  if (
+    rootKeys === HKLM &&
+    count >= 2 &&
+    keys[1] === "SYSTEM" &&
+    (keys[2] === "CURRENTCONTROLSET" || isControlSet(keys[2]!))
+  ) {
+    keys[2] = "CURRENTCONTROLSET";
+    renamed = 1;
+    clean = false;
+  } else if (needsAlias(keys)) {
     const shown = rootShown.slice();
     for (let k = 0; k < count; k++) shown.push(raw.slice(starts[k]!, ends[k]!));
     applyAliases(keys, shown);
@@ -214,7 +225,8 @@ export function canonicalizeRegistryFor(
     if (clean) body = raw.slice(start, ends[count - 1]!);
     else {
       body = raw.slice(starts[0]!, ends[0]!);
-      for (let k = 1; k < count; k++) body += `\\${raw.slice(starts[k]!, ends[k]!)}`;
+      for (let k = 1; k < count; k++)
+        body += k === renamed ? "\\CurrentControlSet" : `\\${raw.slice(starts[k]!, ends[k]!)}`;
     }
     display = display === "" ? body : `${display}\\${body}`;
   }

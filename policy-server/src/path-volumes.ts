@@ -10,6 +10,8 @@ export class VolumeMap {
   private readonly map = new Map<string, string>();
   /** `\Device\<NAME>` entries by NAME (upper case), for the canonicaliser. */
   private readonly devices = new Map<string, string>();
+  /** Roots of `\Device\HarddiskVolume<N>` by N (no leading zero): most requests name one. */
+  private readonly byVolumeNumber: (string | undefined)[] = [];
   /** Identity of the content, for caches keyed by session context. */
   readonly key: string;
 
@@ -24,7 +26,11 @@ export class VolumeMap {
         );
       }
       this.map.set(k, r);
-      if (k.startsWith("\\DEVICE\\")) this.devices.set(k.slice(8), r);
+      if (k.startsWith("\\DEVICE\\")) {
+        this.devices.set(k.slice(8), r);
+        const m = /^\\DEVICE\\HARDDISKVOLUME([1-9][0-9]{0,5})$/.exec(k);
+        if (m) this.byVolumeNumber[Number(m[1])] = r;
+      }
       parts.push(`${k}=${upcase(r)}`);
     }
     this.key = parts.sort().join("|");
@@ -60,6 +66,11 @@ export class VolumeMap {
   /** The DOS root for `\Device\<upperName>`, or undefined. */
   lookupDevice(upperName: string): string | undefined {
     return this.devices.get(upperName);
+  }
+
+  /** The root of `\Device\HarddiskVolume<n>` (as lookupDevice("HARDDISKVOLUME<n>")). */
+  lookupVolumeNumber(n: number): string | undefined {
+    return this.byVolumeNumber[n];
   }
 
   get size(): number {
