@@ -363,6 +363,24 @@ registry_rules:
 `);
   it("file rules: first match in order", () => {
     expect(check(e, { path: "C:\\a\\b\\c" })).toMatchObject({ rule: "first", cacheTtlMs: 2000 });
+    // `**` also matches nothing below the folder, and any depth.
+    expect(check(e, { path: "C:\\a" }).rule).toBe("first");
+    expect(check(e, { path: "C:\\a\\b\\c\\d\\e\\f" }).rule).toBe("first");
+    const reversed = PolicyEngine.fromText(`${base}
+file_rules:
+  - name: inner
+    paths: ['C:\\a\\b\\**']
+    operations: [write]
+    decision: allow
+  - name: outer
+    paths: ['C:\\a\\**', 'C:\\a\\b\\c\\**']
+    operations: [write]
+    decision: deny
+`);
+    expect(check(reversed, { path: "C:\\a\\b\\c\\d" }).rule).toBe("inner");
+    expect(check(reversed, { path: "C:\\a\\b" }).rule).toBe("inner");
+    expect(check(reversed, { path: "C:\\a\\x\\y" }).rule).toBe("outer");
+    expect(check(reversed, { path: "C:\\a" }).rule).toBe("outer");
   });
   it("registry rules: priority first", () => {
     expect(

@@ -38,6 +38,9 @@ class Node {
   maxLen = 0;
   /** Only literal children: a component that is none of them cannot start a match here. */
   litOnly = false;
+  /** No children at all (set by finalize): as the `**` child of a node, it matches any rest of the
+   * path, so its entry is taken without trying every position. */
+  leaf = false;
 }
 
 /** One match found by `matchAll`: `exact` if it matches the path as given, `robust` if it does so
@@ -167,7 +170,7 @@ export class Trie {
           this.bestRank = n.term;
           this.bestId = n.termId;
         }
-        if (n.star !== null) this.walk(n.star, keys, i);
+        if (n.star !== null) this.walkStar(n.star, keys, i);
         return;
       }
       const c = keys[i]!;
@@ -210,15 +213,26 @@ export class Trie {
       for (const g of n.globs) if (g.test(c)) this.walk(g.node, keys, i + 1);
     }
     const st = n.star;
-    if (st !== null) {
-      const last = keys.length - st.minLen;
-      for (let j = Math.max(i, keys.length - st.maxLen); j <= last; j++) {
-        if (st.litOnly) {
-          const k = keys[j]!;
-          if (st.one !== null ? k !== st.one : (st.litLens & lenBit(k.length)) === 0) continue;
-        }
-        this.walk(st, keys, j);
+    if (st !== null) this.walkStar(st, keys, i);
+  }
+
+  /** `**` child st of a node, with keys[i..] left: it may consume any number of them. */
+  private walkStar(st: Node, keys: readonly string[], i: number): void {
+    if (st.leaf) {
+      // Nothing below: it matches whatever is left, whichever position the rest starts at.
+      if (st.term < this.bestRank) {
+        this.bestRank = st.term;
+        this.bestId = st.termId;
       }
+      return;
+    }
+    const last = keys.length - st.minLen;
+    for (let j = Math.max(i, keys.length - st.maxLen); j <= last; j++) {
+      if (st.litOnly) {
+        const k = keys[j]!;
+        if (st.one !== null ? k !== st.one : (st.litLens & lenBit(k.length)) === 0) continue;
+      }
+      this.walk(st, keys, j);
     }
   }
 
@@ -321,6 +335,7 @@ function fin(n: Node): number {
   n.litKeys = small ? [...n.lit!.keys()] : null;
   n.litNodes = small ? [...n.lit!.values()] : null;
   n.litOnly = n.lit !== null && n.ext === null && n.globs === null && n.star === null && n.term === NONE;
+  n.leaf = n.lit === null && n.ext === null && n.globs === null && n.star === null;
   if (n.ext) for (const c of n.ext.values()) child(c, 1, false);
   if (n.globs) for (const g of n.globs) child(g.node, 1, false);
   if (n.star) child(n.star, 0, true);
