@@ -38,6 +38,9 @@ class Node {
   maxLen = 0;
   /** Only literal children: a component that is none of them cannot start a match here. */
   litOnly = false;
+  /** Only `*.EXT` children (as in `**\*.pem`): a component without one of those extensions cannot
+   * start a match here. */
+  extOnly = false;
   /** No children at all (set by finalize): as the `**` child of a node, it matches any rest of the
    * path, so its entry is taken without trying every position. */
   leaf = false;
@@ -231,6 +234,10 @@ export class Trie {
       if (st.litOnly) {
         const k = keys[j]!;
         if (st.one !== null ? k !== st.one : (st.litLens & lenBit(k.length)) === 0) continue;
+      } else if (st.extOnly) {
+        const k = keys[j]!;
+        const dot = lastDot(k);
+        if (dot < 0 || (st.extLens & lenBit(k.length - dot - 1)) === 0) continue;
       }
       this.walk(st, keys, j);
     }
@@ -335,6 +342,7 @@ function fin(n: Node): number {
   n.litKeys = small ? [...n.lit!.keys()] : null;
   n.litNodes = small ? [...n.lit!.values()] : null;
   n.litOnly = n.lit !== null && n.ext === null && n.globs === null && n.star === null && n.term === NONE;
+  n.extOnly = n.ext !== null && n.lit === null && n.globs === null && n.star === null && n.term === NONE;
   n.leaf = n.lit === null && n.ext === null && n.globs === null && n.star === null;
   if (n.ext) for (const c of n.ext.values()) child(c, 1, false);
   if (n.globs) for (const g of n.globs) child(g.node, 1, false);
