@@ -22,7 +22,7 @@ import { type AmbiguousMatch, NONE, type Trie } from "./match-trie.js";
 import { canonicalizeFile, type FileContext } from "./path-file.js";
 import { canonicalizeRegistryFor } from "./path-registry.js";
 import { couldBeShortNameOf } from "./path-shortname.js";
-import { type CanonicalPath, isFailure, type Kind } from "./path-types.js";
+import { type CanonicalPath, type CanonicalResult, isFailure, type Kind } from "./path-types.js";
 import { upcase } from "./path-upcase.js";
 import { VolumeMap } from "./path-volumes.js";
 import { PolicyError } from "./policy-error.js";
@@ -111,20 +111,20 @@ export class PolicyEngine {
     }
     const userSid = s?.userSid || this.userSid;
     const session = this.sessions.get(s ?? {}, ctx, volumes.key);
+    const kind = input.kind;
     if (input.operation !== "rename") {
-      return this.finish(
-        this.side(input.kind, input.operation, input.path, ctx, userSid, session),
-        input,
-        session,
-      );
+      const c = canonicalize(kind, input.path, ctx, userSid);
+      return this.finish(this.side(kind, input.operation, input.path, c, session), input, session);
     }
-    const src = this.side(input.kind, "rename", input.path, ctx, userSid, session);
+    const src = this.side(kind, "rename", input.path, canonicalize(kind, input.path, ctx, userSid), session);
     let destRaw = input.renameDest ?? "";
-    if (input.kind === "registry" && destRaw !== "" && !destRaw.includes("\\")) {
+    if (kind === "registry" && destRaw !== "" && !destRaw.includes("\\")) {
       destRaw = input.path.slice(0, input.path.lastIndexOf("\\") + 1) + destRaw;
     }
-    const dw = this.side(input.kind, "write", destRaw, ctx, userSid, session);
-    const dc = this.side(input.kind, "create", destRaw, ctx, userSid, session);
+    // The destination is checked for write and for create: one canonical form for both.
+    const dest = canonicalize(kind, destRaw, ctx, userSid);
+    const dw = this.side(kind, "write", destRaw, dest, session);
+    const dc = this.side(kind, "create", destRaw, dest, session);
     const dst = STRICTNESS[dc.decision] > STRICTNESS[dw.decision] ? dc : dw;
     const useDst = STRICTNESS[dst.decision] > STRICTNESS[src.decision];
     const d = this.finish(useDst ? dst : src, input, session, useDst ? "destination" : "source");
@@ -145,15 +145,8 @@ export class PolicyEngine {
     return ctx;
   }
 
-  private side(
-    kind: Kind,
-    op: Operation,
-    raw: string,
-    ctx: FileContext,
-    userSid: string | undefined,
-    session: SessionMatchers,
-  ): Side {
-    const c = kind === "file" ? canonicalizeFile(raw, ctx) : canonicalizeRegistryFor(raw, userSid);
+  /** One side of a decision: the path `raw` (canonical form `c`) for `op`. */
+  private side(kind: Kind, op: Operation, raw: string, c: CanonicalResult, session: SessionMatchers): Side {
     if (isFailure(c)) {
       return {
         decision: "deny",
@@ -403,6 +396,15 @@ function defaultTtl(d: DecisionKind): number {
     default:
       return DEFAULT_TTL_MS[d];
   }
+}
+
+function canonicalize(
+  kind: Kind,
+  raw: string,
+  ctx: FileContext,
+  userSid: string | undefined,
+): CanonicalResult {
+  return kind === "file" ? canonicalizeFile(raw, ctx) : canonicalizeRegistryFor(raw, userSid);
 }
 
 /** set[op] without a keyed load. */
