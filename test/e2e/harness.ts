@@ -51,6 +51,16 @@ export const canConnect = (port: number) =>
     s.on("error", () => res(false));
   });
 
+/** True when something accepts connections on the Unix socket `path`. */
+export const canConnectPath = (path: string) =>
+  new Promise<boolean>((res) => {
+    const s = net.connect(path, () => {
+      s.destroy();
+      res(true);
+    });
+    s.on("error", () => res(false));
+  });
+
 // -- policy servers ------------------------------------------------------------------------------
 
 export interface ServerHandle {
@@ -221,9 +231,11 @@ export async function startSim(dir: string, args: string[] = []): Promise<SimHan
   proc.stderr!.on("data", (d) => {
     err += d;
   });
+  // The socket file exists from bind(), before listen(): a connection in between is refused, so
+  // wait until one is accepted (a CI run once failed with ECONNREFUSED here).
   await waitFor(
     `simulator (${err.slice(-300)})`,
-    () => proc.exitCode === null && existsSync(controlSocket) && existsSync(portSocket),
+    async () => proc.exitCode === null && existsSync(portSocket) && (await canConnectPath(controlSocket)),
   );
   const ctl = await SimControl.open(controlSocket);
   return {
