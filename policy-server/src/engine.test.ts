@@ -550,6 +550,7 @@ file_rules:
         decision: "deny",
         rule: "builtin:high-risk",
         mitre: "T1547.001",
+        reason: expect.stringMatching(/8\.3 short name .* may stand for a name in Startup Folder/),
       });
       expect(check(pd, { path, operation: "read" })).toMatchObject({ decision: "allow", mitre: "T1547.001" });
     }

@@ -200,7 +200,16 @@ export class PolicyEngine {
     let risk = "";
     let escalated = false;
     const hr = kind === "file" ? cp.highRisk.file : cp.highRisk.registry;
-    const hid = hr.size === 0 ? -1 : c.shortNames === undefined ? hr.match(c.keys) : highRiskAmbiguous(hr, c);
+    let hid = -1;
+    let hrGuess = false;
+    if (hr.size > 0) {
+      if (c.shortNames === undefined) hid = hr.match(c.keys);
+      else {
+        const m = highRiskAmbiguous(hr, c);
+        hid = m?.id ?? -1;
+        hrGuess = m !== undefined && !m.exact;
+      }
+    }
     if (hid >= 0) {
       const h = cp.highRiskEntries[hid]!;
       mitre = h.technique;
@@ -212,6 +221,11 @@ export class PolicyEngine {
           : `default_action ${decision}s it; high-risk locations need a rule with allow_high_risk`;
         decision = "deny";
         ruleName = "builtin:high-risk";
+      }
+      if (hrGuess) {
+        const names = c.shortNames!.map((i) => c.keys[i]).join(", ");
+        const note = `8.3 short name ${names} may stand for a name in ${h.name}`;
+        reason = reason ? `${reason} (${note})` : note;
       }
     }
     return { decision, rule, ruleName, pattern, mitre, risk, canonical: c, escalated, reason, raw, tail };
@@ -340,11 +354,11 @@ function templateFields(
  * that matches whatever long names they stand for (`C:\ProgramData\Microsoft\Windows\STARTM~1\...`
  * may be the Start Menu), so a short name cannot take a write out of a high-risk location.
  */
-function highRiskAmbiguous(hr: Trie, c: CanonicalPath): number {
+function highRiskAmbiguous(hr: Trie, c: CanonicalPath): AmbiguousMatch | undefined {
   let best: AmbiguousMatch | undefined;
   for (const m of hr.matchAll(c.keys, c.shortNames!, couldBeShortNameOf))
     if (!best || m.rank < best.rank) best = m;
-  return best?.id ?? -1;
+  return best;
 }
 
 const VERB: Record<DecisionKind, string> = {
