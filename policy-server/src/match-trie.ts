@@ -42,7 +42,7 @@ class Node {
    * start a match here. */
   extOnly = false;
   /** No children at all (set by finalize): as the `**` child of a node, it matches any rest of the
-   * path, so its entry is taken without trying every position. */
+   * path, so its entry is taken directly, without a walk into it. */
   leaf = false;
 }
 
@@ -222,7 +222,8 @@ export class Trie {
   /** `**` child st of a node, with keys[i..] left: it may consume any number of them. */
   private walkStar(st: Node, keys: readonly string[], i: number): void {
     if (st.leaf) {
-      // Nothing below: it matches whatever is left, whichever position the rest starts at.
+      // Nothing below: it matches whatever is left (the loop below would make the one walk at j =
+      // keys.length, since its maxLen is 0).
       if (st.term < this.bestRank) {
         this.bestRank = st.term;
         this.bestId = st.termId;
