@@ -233,11 +233,17 @@ export async function startSim(dir: string, args: string[] = []): Promise<SimHan
   });
   // The socket file exists from bind(), before listen(): a connection in between is refused, so
   // wait until one is accepted (a CI run once failed with ECONNREFUSED here).
-  await waitFor(
-    `simulator (${err.slice(-300)})`,
-    async () => proc.exitCode === null && existsSync(portSocket) && (await canConnectPath(controlSocket)),
-  );
-  const ctl = await SimControl.open(controlSocket);
+  let ctl: SimControl;
+  try {
+    await waitFor(
+      `simulator (${err.slice(-300)})`,
+      async () => proc.exitCode === null && existsSync(portSocket) && (await canConnectPath(controlSocket)),
+    );
+    ctl = await SimControl.open(controlSocket);
+  } catch (e) {
+    proc.kill("SIGKILL"); // a failed start leaves no simulator behind
+    throw e;
+  }
   return {
     proc,
     portSocket,
