@@ -112,11 +112,11 @@ export class PolicyEngine {
     const userSid = s?.userSid || this.userSid;
     const session = this.sessions.get(s ?? {}, ctx, volumes.key);
     const kind = input.kind;
+    const c = canonicalize(kind, input.path, ctx, userSid);
     if (input.operation !== "rename") {
-      const c = canonicalize(kind, input.path, ctx, userSid);
       return this.finish(this.side(kind, input.operation, input.path, c, session), input, session);
     }
-    const src = this.side(kind, "rename", input.path, canonicalize(kind, input.path, ctx, userSid), session);
+    const src = this.side(kind, "rename", input.path, c, session);
     let destRaw = input.renameDest ?? "";
     if (kind === "registry" && destRaw !== "" && !destRaw.includes("\\")) {
       destRaw = input.path.slice(0, input.path.lastIndexOf("\\") + 1) + destRaw;

@@ -52,7 +52,7 @@
  */
 import { type CanonicalResult, componentBounds, isFailure } from "./path-types.js";
 import { upcase, upcaseScanned } from "./path-upcase.js";
-import type { VolumeMap } from "./path-volumes.js";
+import { type VolumeMap, volumeNumber } from "./path-volumes.js";
 
 export interface FileContext {
   volumes?: VolumeMap | undefined;
@@ -275,21 +275,6 @@ function device(
   }
   const root = ctx.volumes?.lookupDevice(name);
   return mapped(root, name, "", e < p.length, p, up, next, ctx, pattern, depth, at, e);
-}
-
-const HDV = "HARDDISKVOLUME";
-
-/** N when up[at, e) is HARDDISKVOLUME<N> with 1 to 6 digits and no leading zero, else 0. */
-function volumeNumber(up: string, at: number, e: number): number {
-  const len = e - at;
-  if (len < 15 || len > 20 || !up.startsWith(HDV, at)) return 0;
-  let v = 0;
-  for (let i = at + 14; i < e; i++) {
-    const d = up.charCodeAt(i) - 48;
-    if (d < 0 || d > 9 || (d === 0 && v === 0)) return 0;
-    v = v * 10 + d;
-  }
-  return v;
 }
 
 /**

@@ -202,7 +202,9 @@ export function canonicalizeRegistryFor(
     count++;
     expect = s;
   }
-  // HKLM\SYSTEM\ControlSetNNN is CurrentControlSet: one name replaced, the display built from slices.
+  // HKLM\SYSTEM\ControlSetNNN is CurrentControlSet: one name replaced in place, the display built
+  // from slices (HKCC's root already names CurrentControlSet). The other aliases drop or merge
+  // names: needsAlias / applyAliases.
   let renamed = -1;
   if (
     rootKeys === HKLM &&
@@ -261,12 +263,8 @@ function needsAlias(keys: string[]): boolean {
     if (k1.endsWith("_CLASSES")) return isWow(keys[2]);
     return keys[2] === "SOFTWARE" && (keys[3] === "CLASSES" || isWow(keys[3]));
   }
-  if (k0 === "HKLM") {
-    const k1 = keys[1];
-    if (k1 === "SOFTWARE") return isWow(keys[2]) || (keys[2] === "CLASSES" && isWow(keys[3]));
-    if (k1 === "SYSTEM" && keys[2] !== undefined)
-      return keys[2] === "CURRENTCONTROLSET" || isControlSet(keys[2]);
-  }
+  if (k0 === "HKLM" && keys[1] === "SOFTWARE")
+    return isWow(keys[2]) || (keys[2] === "CLASSES" && isWow(keys[3]));
   return false;
 }
 
@@ -291,20 +289,13 @@ function applyAliases(keys: string[], shown: string[]): void {
       keys.splice(3, 1);
       shown.splice(3, 1);
     }
-  } else if (keys[0] === "HKLM") {
-    if (keys[1] === "SOFTWARE") {
-      if (isWow(keys[2])) {
-        keys.splice(2, 1);
-        shown.splice(2, 1);
-      } else if (keys[2] === "CLASSES" && isWow(keys[3])) {
-        keys.splice(3, 1);
-        shown.splice(3, 1);
-      }
-    } else if (keys[1] === "SYSTEM" && keys[2] !== undefined) {
-      if (keys[2] === "CURRENTCONTROLSET" || isControlSet(keys[2])) {
-        keys[2] = "CURRENTCONTROLSET";
-        shown[2] = "CurrentControlSet";
-      }
+  } else if (keys[0] === "HKLM" && keys[1] === "SOFTWARE") {
+    if (isWow(keys[2])) {
+      keys.splice(2, 1);
+      shown.splice(2, 1);
+    } else if (keys[2] === "CLASSES" && isWow(keys[3])) {
+      keys.splice(3, 1);
+      shown.splice(3, 1);
     }
   }
 }

@@ -1,5 +1,23 @@
 import { upcase } from "./path-upcase.js";
 
+const HDV = "HARDDISKVOLUME";
+
+/**
+ * N when up[at, e) (upper case) is HARDDISKVOLUME<N> with 1 to 6 digits and no leading zero, else 0.
+ * Object names are exact: HarddiskVolume03 is another name than HarddiskVolume3.
+ */
+export function volumeNumber(up: string, at: number, e: number): number {
+  const len = e - at;
+  if (len < 15 || len > 20 || !up.startsWith(HDV, at)) return 0;
+  let v = 0;
+  for (let i = at + 14; i < e; i++) {
+    const d = up.charCodeAt(i) - 48;
+    if (d < 0 || d > 9 || (d === 0 && v === 0)) return 0;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
 /**
  * Maps NT device names to the DOS roots people write rules with. The broker knows the host's
  * volumes (`\Device\HarddiskVolume3` is `C:`); a volume mounted in a folder maps to that folder
@@ -28,8 +46,8 @@ export class VolumeMap {
       this.map.set(k, r);
       if (k.startsWith("\\DEVICE\\")) {
         this.devices.set(k.slice(8), r);
-        const m = /^\\DEVICE\\HARDDISKVOLUME([1-9][0-9]{0,5})$/.exec(k);
-        if (m) this.byVolumeNumber[Number(m[1])] = r;
+        const n = volumeNumber(k, 8, k.length);
+        if (n > 0) this.byVolumeNumber[n] = r;
       }
       parts.push(`${k}=${upcase(r)}`);
     }

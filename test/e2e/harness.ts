@@ -41,23 +41,16 @@ export async function waitFor(
   throw new Error(`timed out waiting for ${what}`);
 }
 
-/** True when something accepts TCP connections on 127.0.0.1:`port`. */
-export const canConnect = (port: number) =>
+/** True when something accepts connections: TCP on 127.0.0.1:`where` (a port), or the Unix socket `where` (a path). */
+export const canConnect = (where: number | string) =>
   new Promise<boolean>((res) => {
-    const s = net.connect(port, "127.0.0.1", () => {
-      s.destroy();
-      res(true);
-    });
-    s.on("error", () => res(false));
-  });
-
-/** True when something accepts connections on the Unix socket `path`. */
-export const canConnectPath = (path: string) =>
-  new Promise<boolean>((res) => {
-    const s = net.connect(path, () => {
-      s.destroy();
-      res(true);
-    });
+    const s = net.connect(
+      typeof where === "number" ? { port: where, host: "127.0.0.1" } : { path: where },
+      () => {
+        s.destroy();
+        res(true);
+      },
+    );
     s.on("error", () => res(false));
   });
 
@@ -237,7 +230,7 @@ export async function startSim(dir: string, args: string[] = []): Promise<SimHan
   try {
     await waitFor(
       `simulator (${err.slice(-300)})`,
-      async () => proc.exitCode === null && existsSync(portSocket) && (await canConnectPath(controlSocket)),
+      async () => proc.exitCode === null && existsSync(portSocket) && (await canConnect(controlSocket)),
     );
     ctl = await SimControl.open(controlSocket);
   } catch (e) {
