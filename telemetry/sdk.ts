@@ -35,6 +35,8 @@ import { logs } from "@opentelemetry/api-logs";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import {
   type DetectedResourceAttributes,
+  defaultResource,
+  detectResources,
   envDetector,
   hostDetector,
   processDetector,
@@ -50,8 +52,12 @@ import {
 } from "@opentelemetry/sdk-metrics";
 import { NodeSDK } from "@opentelemetry/sdk-node";
 // The SDK's own env parsing for OTLP metric exporters (not re-exported from its index).
-import { getOtlpMetricExporterFromEnv } from "@opentelemetry/sdk-node/build/src/utils.js";
+import {
+  getOtlpMetricExporterFromEnv,
+  getSpanProcessorsFromEnv,
+} from "@opentelemetry/sdk-node/build/src/utils.js";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { flushLightSpans, setLightPipeline } from "./light-trace.js";
 import { metricProducer } from "./metrics.js";
 import { samplerFor, setRootSampling } from "./trace.js";
 
@@ -133,6 +139,7 @@ export function onBeforeFlush(fn: () => void): void {
 }
 
 function runBeforeFlush(): void {
+  flushLightSpans();
   for (const fn of beforeFlush) fn();
 }
 
@@ -178,10 +185,22 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
   };
   const ownDetector: ResourceDetector = { detect: () => ({ attributes: mine }) };
 
-  // Tracing is on with span processors given, or an exporter other than none.
-  const tracing =
-    (opts.spanProcessors?.length ?? 0) > 0 || list(get("OTEL_TRACES_EXPORTER")).some((e) => e !== "none");
   const sampling = samplerFor(get("OTEL_TRACES_SAMPLER"), get("OTEL_TRACES_SAMPLER_ARG"));
+  // The resource and the span processors are built here, as the SDK would build them, so that the
+  // light spans (light-trace.ts) share them with the SDK's tracer provider.
+  // Later detectors win: the environment over ours over the machine's.
+  const resource = withEnv(env, () =>
+    defaultResource().merge(
+      detectResources({ detectors: [processDetector, hostDetector, ownDetector, envDetector] }),
+    ),
+  );
+  // Given span processors replace OTEL_TRACES_EXPORTER (tests); tracing is on when there are any.
+  const spanProcessors = opts.spanProcessors?.length
+    ? opts.spanProcessors
+    : list(get("OTEL_TRACES_EXPORTER")).some((e) => e !== "none")
+      ? withEnv(env, () => getSpanProcessorsFromEnv(undefined))
+      : [];
+  const tracing = spanProcessors.length > 0;
 
   const sdk = withEnv(env, () => {
     const readers: IMetricReader[] = [];
@@ -206,20 +225,28 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
       }
     }
     const s = new NodeSDK({
-      // Later detectors win: the environment over ours over the machine's.
-      resourceDetectors: [processDetector, hostDetector, ownDetector, envDetector],
+      resource,
+      autoDetectResources: false,
       metricReaders: readers,
       views: opts.views ?? [],
       contextManager: new SyncContextManager(),
       ...(sampling.sampler ? { sampler: sampling.sampler } : {}),
-      // Given span processors replace OTEL_TRACES_EXPORTER (tests); otherwise the SDK reads it.
-      ...(opts.spanProcessors?.length ? { spanProcessors: opts.spanProcessors } : {}),
+      spanProcessors,
       ...(opts.logRecordProcessors?.length ? { logRecordProcessors: opts.logRecordProcessors } : {}),
     });
     s.start();
     return s;
   });
   setRootSampling(tracing ? sampling.ratio : 0);
+  // Light spans on the decision path with a parent-based sampler; the W3C fast path unless other
+  // propagators are configured (OTEL_PROPAGATORS, default tracecontext,baggage).
+  const propagators = list(get("OTEL_PROPAGATORS"));
+  setLightPipeline(
+    tracing && sampling.parentBased && sampling.ratio !== undefined
+      ? { processors: spanProcessors, resource, ratio: sampling.ratio }
+      : undefined,
+    propagators.every((p) => p === "tracecontext" || p === "baggage"),
+  );
   if (get("OTEL_LOG_LEVEL")) diag.setLogger(new DiagConsoleLogger());
   // Telemetry never stops the service: a taken port is reported and the endpoint left out.
   if (prometheus) {
@@ -251,6 +278,7 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
       runBeforeFlush();
       if (active === t) active = undefined;
       setRootSampling(0);
+      setLightPipeline(undefined, false);
       await sdk.shutdown().catch(() => {});
       metrics.disable();
       trace.disable();

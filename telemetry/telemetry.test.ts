@@ -216,7 +216,11 @@ describe("root pre-sampling", () => {
     expect(samplerFor("parentbased_traceidratio", "0.01").ratio).toBe(0.01);
     expect(samplerFor("parentbased_traceidratio", "").ratio).toBe(1);
     expect(samplerFor("parentbased_traceidratio", "7").ratio).toBe(1);
-    expect(samplerFor("parentbased_always_off", undefined)).toEqual({ sampler: undefined, ratio: 0 });
+    expect(samplerFor("parentbased_always_off", undefined)).toEqual({
+      sampler: undefined,
+      ratio: 0,
+      parentBased: true,
+    });
     expect(samplerFor("always_on", undefined).ratio).toBeUndefined();
     expect(samplerFor("traceidratio", "0.5").ratio).toBeUndefined(); // the SDK decides
   });

@@ -24,7 +24,8 @@ import {
   TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 
-const PRESAMPLED = createContextKey("agentsh root span already sampled");
+/** Marks a context whose root span rootSpanContext already sampled (light-trace.ts reads it too). */
+export const PRESAMPLED = createContextKey("agentsh root span already sampled");
 const PRESAMPLED_CONTEXT = ROOT_CONTEXT.setValue(PRESAMPLED, true);
 
 /** A span that records nothing (what the API returns without an SDK), shared. */
@@ -69,23 +70,35 @@ class PresampledRatioSampler implements Sampler {
 
 /**
  * For OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (as the SDK reads them): the sampler to give the
- * SDK (undefined: let it build its own) and the root ratio for rootSpanContext.
+ * SDK (undefined: let it build its own), the root ratio for rootSpanContext, and whether a child
+ * simply follows its parent's sampled flag (then light-trace.ts may make the spans).
  */
 export function samplerFor(
   name: string | undefined,
   arg: string | undefined,
-): { sampler: Sampler | undefined; ratio: number | undefined } {
+): { sampler: Sampler | undefined; ratio: number | undefined; parentBased: boolean } {
   switch (name?.trim()) {
     case "always_off":
+      return { sampler: undefined, ratio: 0, parentBased: false };
     case "parentbased_always_off":
-      return { sampler: undefined, ratio: 0 };
+      return { sampler: undefined, ratio: 0, parentBased: true };
+    case "parentbased_always_on":
+      return {
+        sampler: new ParentBasedSampler({ root: new PresampledRatioSampler(1) }),
+        ratio: 1,
+        parentBased: true,
+      };
     case "parentbased_traceidratio": {
       // The SDK's rule: a missing or out-of-range argument means 1.
       const n = arg === undefined || arg.trim() === "" ? Number.NaN : Number(arg);
       const r = Number.isFinite(n) && n >= 0 && n <= 1 ? n : 1;
-      return { sampler: new ParentBasedSampler({ root: new PresampledRatioSampler(r) }), ratio: r };
+      return {
+        sampler: new ParentBasedSampler({ root: new PresampledRatioSampler(r) }),
+        ratio: r,
+        parentBased: true,
+      };
     }
     default:
-      return { sampler: undefined, ratio: undefined };
+      return { sampler: undefined, ratio: undefined, parentBased: false };
   }
 }

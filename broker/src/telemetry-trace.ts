@@ -8,33 +8,29 @@
 // and in gRPC metadata on unary calls. Context is passed explicitly (no async context manager, see
 // telemetry/sdk.ts).
 import type { CheckRequest } from "@agentsh/proto";
-import { NOT_SAMPLED, rootSpanContext } from "@agentsh/telemetry";
+import {
+  injectTraceContext,
+  NOT_SAMPLED,
+  recordCarrier,
+  rootSpanContext,
+  tracerFor,
+} from "@agentsh/telemetry";
 import { status as GrpcStatus, Metadata, type ServiceError } from "@grpc/grpc-js";
 import {
   type Attributes,
-  propagation,
   ROOT_CONTEXT,
   type Span,
   SpanKind,
   SpanStatusCode,
+  type TextMapSetter,
   type Tracer,
-  type TracerProvider,
   trace,
 } from "@opentelemetry/api";
 import { RelayError } from "./relay/relay-error.js";
 import { rpcClientSeries, SCOPE, SCOPE_VERSION } from "./telemetry-metrics.js";
 
-let tracerOf: TracerProvider | undefined;
-let tracer: Tracer = trace.getTracer(SCOPE, SCOPE_VERSION);
-
-export function brokerTracer(): Tracer {
-  const p = trace.getTracerProvider();
-  if (p !== tracerOf) {
-    tracerOf = p;
-    tracer = p.getTracer(SCOPE, SCOPE_VERSION);
-  }
-  return tracer;
-}
+/** The broker's tracer (light spans when they are on: telemetry/light-trace.ts). */
+export const brokerTracer: () => Tracer = tracerFor({ name: SCOPE, version: SCOPE_VERSION });
 
 /**
  * The root span of one decision, or NOT_SAMPLED (shared, records nothing) when this decision is not
@@ -87,17 +83,14 @@ export class RpcCall {
   injectInto(req: CheckRequest): void {
     if (!this.span.isRecording()) return;
     const carrier: Record<string, string> = {};
-    propagation.inject(trace.setSpan(ROOT_CONTEXT, this.span), carrier);
+    injectTraceContext(this.span, carrier, recordCarrier);
     req.traceContext = carrier;
   }
 
   /** gRPC metadata with the W3C trace context of this call (unary). */
   metadata(): Metadata {
     const md = new Metadata();
-    if (this.span.isRecording())
-      propagation.inject(trace.setSpan(ROOT_CONTEXT, this.span), md, {
-        set: (m, k, v) => m.set(k, v),
-      });
+    if (this.span.isRecording()) injectTraceContext(this.span, md, metadataSetter);
     return md;
   }
 
@@ -113,6 +106,10 @@ export class RpcCall {
     }
   }
 }
+
+const metadataSetter: TextMapSetter<Metadata> = {
+  set: (m, k, v) => m.set(k, v),
+};
 
 const RELAY_CODES: Record<string, number> = {
   deadline: GrpcStatus.DEADLINE_EXCEEDED,

@@ -8,7 +8,17 @@
 // evaluation: the rule that decided, the decision, the policy version. A check without a trace
 // context makes no span.
 
-import { FastHistogram, getOrAdd, type HistogramSeries, rpcSeriesLookup } from "@agentsh/telemetry";
+import {
+  deferRemoteChild,
+  extractTraceContext,
+  FastHistogram,
+  getOrAdd,
+  type HistogramSeries,
+  lightTracing,
+  recordCarrier,
+  rpcSeriesLookup,
+  tracerFor,
+} from "@agentsh/telemetry";
 import {
   Code,
   ConnectError,
@@ -23,14 +33,11 @@ import {
   type Meter,
   type MeterProvider,
   metrics,
-  propagation,
-  ROOT_CONTEXT,
   type Span,
   SpanKind,
   SpanStatusCode,
+  type TextMapGetter,
   type Tracer,
-  type TracerProvider,
-  trace,
 } from "@opentelemetry/api";
 import type { PolicyEngine } from "./engine.js";
 import type { CheckInput, Decision } from "./engine-types.js";
@@ -72,8 +79,8 @@ const stores = new Set<PolicyStore>();
 const seenVersions = new WeakMap<PolicyStore, PolicyVersion[]>();
 let boundTo: MeterProvider | undefined;
 let inst: ServerInstruments = create(metrics.getMeter(SCOPE, SCOPE_VERSION), false);
-let tracerOf: TracerProvider | undefined;
-let tracer: Tracer = trace.getTracer(SCOPE, SCOPE_VERSION);
+/** The server's tracer (light spans when they are on: telemetry/light-trace.ts). */
+const serverTracer: () => Tracer = tracerFor({ name: SCOPE, version: SCOPE_VERSION });
 
 function instruments(): ServerInstruments {
   const p = metrics.getMeterProvider();
@@ -82,15 +89,6 @@ function instruments(): ServerInstruments {
     inst = create(p.getMeter(SCOPE, SCOPE_VERSION), true);
   }
   return inst;
-}
-
-function serverTracer(): Tracer {
-  const p = trace.getTracerProvider();
-  if (p !== tracerOf) {
-    tracerOf = p;
-    tracer = p.getTracer(SCOPE, SCOPE_VERSION);
-  }
-  return tracer;
 }
 
 function create(meter: Meter, observe: boolean): ServerInstruments {
@@ -224,12 +222,16 @@ export function evaluate(
 ): Decision {
   let span = ctx.values.get(SERVER_SPAN);
   let own = false;
-  if (!span && traceContext?.traceparent) {
+  // A check with its own trace context (CheckStream): its SERVER span is only recorded here and made
+  // at the next flush when light spans are on (telemetry/light-trace.ts: deferRemoteChild).
+  const traceparent = span === undefined ? traceContext?.traceparent : undefined;
+  const defer = traceparent !== undefined && lightTracing();
+  if (traceparent !== undefined && !defer) {
     own = true;
     span = serverTracer().startSpan(
       `${ctx.service.typeName}/${ctx.method.name}`,
       { kind: SpanKind.SERVER, attributes: rpcSpanAttrs(ctx.service.typeName, ctx.method.name) },
-      propagation.extract(ROOT_CONTEXT, traceContext),
+      extractTraceContext(traceContext, recordCarrier),
     );
   }
   const started = performance.now();
@@ -237,16 +239,18 @@ export function evaluate(
   try {
     d = engine.decide(input);
   } catch (e) {
+    const status = { code: SpanStatusCode.ERROR, message: (e as Error).message };
     if (own) {
-      span!.setStatus({ code: SpanStatusCode.ERROR, message: (e as Error).message });
+      span!.setStatus(status);
       span!.end();
-    }
+    } else if (defer) deferServerSpan(ctx, traceContext!, started, undefined, status);
     throw e;
   }
   evaluationSeriesOf(input.kind).record((performance.now() - started) / 1000);
   countEvaluation(input, d);
   instruments(); // binds the observed instruments to an SDK started after this server
-  if (span?.isRecording()) {
+  if (defer) deferServerSpan(ctx, traceContext!, started, d);
+  else if (span?.isRecording()) {
     // kind and operation are on the broker's span, the path in the broker's audit record.
     span.setAttributes({
       "agentsh.decision": d.decision,
@@ -261,6 +265,36 @@ export function evaluate(
   return d;
 }
 
+/** The SERVER span of a check whose trace context came in the check itself (see evaluate). */
+function deferServerSpan(
+  ctx: HandlerContext,
+  traceContext: Record<string, string>,
+  started: number,
+  d: Decision | undefined,
+  status?: { code: SpanStatusCode; message: string },
+): void {
+  const service = ctx.service.typeName;
+  const method = ctx.method.name;
+  const attributes = rpcSpanAttrs(service, method);
+  if (d !== undefined) {
+    attributes["agentsh.decision"] = d.decision;
+    attributes["agentsh.rule"] = d.rule;
+    attributes["agentsh.policy_version"] = d.policyVersion;
+    attributes["rpc.grpc.status_code"] = 0;
+  }
+  deferRemoteChild(
+    SCOPE_INFO,
+    `${service}/${method}`,
+    SpanKind.SERVER,
+    traceContext.traceparent!,
+    traceContext.tracestate,
+    started,
+    performance.now(),
+    attributes,
+    status,
+  );
+}
+
 // -- RPC ---------------------------------------------------------------------------------------------
 
 function rpcSpanAttrs(service: string, method: string): Attributes {
@@ -269,7 +303,7 @@ function rpcSpanAttrs(service: string, method: string): Attributes {
 
 const rpcServerSeries = rpcSeriesLookup(rpcServerDuration);
 
-const headerGetter = {
+const headerGetter: TextMapGetter<Headers> = {
   get: (h: Headers, k: string) => h.get(k) ?? undefined,
   keys: (h: Headers) => [...h.keys()],
 };
@@ -298,7 +332,7 @@ export function telemetryInterceptor(): Interceptor {
     };
     let span: Span | undefined;
     if (!req.stream && req.header.has("traceparent")) {
-      const parent: Context = propagation.extract(ROOT_CONTEXT, req.header, headerGetter);
+      const parent: Context = extractTraceContext(req.header, headerGetter);
       span = serverTracer().startSpan(
         `${service}/${method}`,
         { kind: SpanKind.SERVER, attributes: rpcSpanAttrs(service, method) },

@@ -88,6 +88,8 @@ describe("telemetry plumbing", () => {
       expect(otel[0]!.body).toBe("decision");
       expect(otel[0]!.attributes).toMatchObject({ rule: "secrets", path: "C:\\Users\\dev\\.ssh\\id_rsa" });
       expect(otel[0]!.spanContext?.traceId).toBe(traceId);
+      // Decision spans reach the span processors in batches (telemetry/light-trace.ts): flush them.
+      await t.flush();
       expect(spans.getFinishedSpans().map((s) => s.name)).toContain("agentsh.decide");
     } finally {
       await t.shutdown();
