@@ -5,7 +5,7 @@
 // per span (V8 profiles of both at 4000 decisions/s, 1 % traced) against under 1 µs in a hot loop:
 // every function and object they touch is out of the caches. That cold footprint, not the work, was
 // most of what tracing cost (broker/bench/otel-bench.ts). These spans touch a few fields instead:
-//   - LightTracer.startSpan: the parent's context, two ids from Math.random, one object;
+//   - LightTracer.startSpan: the parent's context, ids from the SDK's generator, one object;
 //   - LightSpan.end: the end time, then the span waits in a list;
 //   - every SPAN_BATCH spans, or FLUSH_MS after the first waiting one, the list is handed to the
 //     SDK's span processors (LightSpan is a ReadableSpan), so batching, OTEL_BSP_* limits and the
@@ -23,6 +23,7 @@ import {
   context as contextApi,
   type Exception,
   type HrTime,
+  INVALID_SPAN_CONTEXT,
   isSpanContextValid,
   type Link,
   propagation,
@@ -41,6 +42,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import {
+  hrTime,
   hrTimeDuration,
   isTracingSuppressed,
   parseTraceParent,
@@ -48,7 +50,12 @@ import {
   timeInputToHrTime,
 } from "@opentelemetry/core";
 import type { Resource } from "@opentelemetry/resources";
-import type { ReadableSpan, SpanProcessor, TimedEvent } from "@opentelemetry/sdk-trace-base";
+import {
+  RandomIdGenerator,
+  type ReadableSpan,
+  type SpanProcessor,
+  type TimedEvent,
+} from "@opentelemetry/sdk-trace-base";
 import { PRESAMPLED } from "./trace.js";
 
 /** Spans handed to the processors at once; and the longest a finished span waits, ms. */
@@ -162,7 +169,11 @@ function buildDeferred(r: Deferred): void {
   if (parsed === null || (parsed.traceFlags & TraceFlags.SAMPLED) === 0) return;
   const parent: SpanContext = { ...parsed, isRemote: true };
   if (r.tracestate) parent.traceState = new TraceState(r.tracestate);
-  const sc: SpanContext = { traceId: parent.traceId, spanId: newSpanId(), traceFlags: TraceFlags.SAMPLED };
+  const sc: SpanContext = {
+    traceId: parent.traceId,
+    spanId: ids.generateSpanId(),
+    traceFlags: TraceFlags.SAMPLED,
+  };
   if (parent.traceState !== undefined) sc.traceState = parent.traceState;
   const s = new LightSpan(r.p, r.scope, r.name, r.kind, sc, parent, r.attributes, undefined, r.start);
   if (r.status !== undefined) s.setStatus(r.status);
@@ -171,51 +182,12 @@ function buildDeferred(r: Deferred): void {
 
 // -- ids and times -----------------------------------------------------------------------------------
 
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
-function hex32(): string {
-  const v = (Math.random() * 0x100000000) >>> 0;
-  return HEX[v >>> 24]! + HEX[(v >>> 16) & 255]! + HEX[(v >>> 8) & 255]! + HEX[v & 255]!;
-}
-
-const ZERO_TRACE = "0".repeat(32);
-const ZERO_SPAN = "0".repeat(16);
-
-function newTraceId(): string {
-  for (;;) {
-    const id = hex32() + hex32() + hex32() + hex32();
-    if (id !== ZERO_TRACE) return id;
-  }
-}
-
-function newSpanId(): string {
-  for (;;) {
-    const id = hex32() + hex32();
-    if (id !== ZERO_SPAN) return id;
-  }
-}
-
-// Now as HrTime: the process' time origin split into whole seconds and the rest, so the sum keeps
-// sub-microsecond precision.
-const ORIGIN_MS = performance.timeOrigin;
-const ORIGIN_S = Math.floor(ORIGIN_MS / 1000);
-const ORIGIN_REST_MS = ORIGIN_MS - ORIGIN_S * 1000;
-
-function hrAt(perfMs: number): HrTime {
-  const t = ORIGIN_REST_MS + perfMs;
-  const s = Math.floor(t / 1000);
-  let ns = Math.round((t - s * 1000) * 1e6);
-  let sec = ORIGIN_S + s;
-  if (ns >= 1e9) {
-    sec++;
-    ns -= 1e9;
-  }
-  return [sec, ns];
-}
+// The SDK's own id generator (the one NodeSDK uses by default) and clock.
+const ids = new RandomIdGenerator();
 
 /** A TimeInput as the SDK reads it: a number not after performance.now() is a performance time. */
 function hrOf(t: TimeInput): HrTime {
-  if (typeof t === "number" && t <= performance.now()) return hrAt(t);
+  if (typeof t === "number" && t <= performance.now()) return hrTime(t);
   return timeInputToHrTime(t);
 }
 
@@ -266,7 +238,7 @@ export class LightSpan implements Span, ReadableSpan {
     this.attributes = {};
     if (attributes !== undefined) this.setAttributes(attributes);
     this.links = links === undefined ? [] : links.slice();
-    this.startTime = startTime === undefined ? hrAt(performance.now()) : hrOf(startTime);
+    this.startTime = startTime === undefined ? hrTime() : hrOf(startTime);
     this.resource = p.resource;
     this.instrumentationScope = scope;
     this.processors = p.processors;
@@ -295,7 +267,7 @@ export class LightSpan implements Span, ReadableSpan {
     this.events.push({
       name,
       attributes: attributes ?? {},
-      time: time === undefined ? hrAt(performance.now()) : hrOf(time),
+      time: time === undefined ? hrTime() : hrOf(time),
       droppedAttributesCount: 0,
     });
     return this;
@@ -330,7 +302,7 @@ export class LightSpan implements Span, ReadableSpan {
   end(endTime?: TimeInput): void {
     if (this.ended) return;
     this.ended = true;
-    this.endTime = endTime === undefined ? hrAt(performance.now()) : hrOf(endTime);
+    this.endTime = endTime === undefined ? hrTime() : hrOf(endTime);
     this.duration = hrTimeDuration(this.startTime, this.endTime);
     if (this.duration[0] < 0) {
       this.endTime = [this.startTime[0], this.startTime[1]];
@@ -369,7 +341,7 @@ export class LightTracer implements Tracer {
 
   startSpan(name: string, options: SpanOptions = {}, ctx: Context = contextApi.active()): Span {
     if (options.root) ctx = trace.deleteSpan(ctx);
-    if (isTracingSuppressed(ctx)) return trace.wrapSpanContext(NO_SPAN);
+    if (isTracingSuppressed(ctx)) return trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
     const parent = trace.getSpanContext(ctx);
     let traceId: string;
     let sampled: boolean;
@@ -379,13 +351,13 @@ export class LightTracer implements Tracer {
       traceId = parent.traceId;
       sampled = (parent.traceFlags & TraceFlags.SAMPLED) !== 0;
     } else {
-      traceId = newTraceId();
+      traceId = ids.generateTraceId();
       const r = this.p.ratio;
       sampled = ctx.getValue(PRESAMPLED) === true || (r > 0 && Math.random() < r);
     }
     const sc: SpanContext = {
       traceId,
-      spanId: newSpanId(),
+      spanId: ids.generateSpanId(),
       traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE,
     };
     if (valid?.traceState !== undefined) sc.traceState = valid.traceState;
@@ -424,8 +396,6 @@ export class LightTracer implements Tracer {
     return contextApi.with(trace.setSpan(ctx, span), () => fn(span)) as ReturnType<F>;
   }
 }
-
-const NO_SPAN: SpanContext = { traceId: ZERO_TRACE, spanId: ZERO_SPAN, traceFlags: TraceFlags.NONE };
 
 /**
  * The tracer of `scope` for the decision path: light spans when they are on, else the registered

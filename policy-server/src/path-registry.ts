@@ -268,6 +268,12 @@ function needsAlias(keys: string[]): boolean {
   return false;
 }
 
+/** Removes `n` components at `at` from the keys and their display alike. */
+function drop(keys: string[], shown: string[], at: number, n: number): void {
+  keys.splice(at, n);
+  shown.splice(at, n);
+}
+
 function applyAliases(keys: string[], shown: string[]): void {
   if (keys[0] === "HKU" && keys.length > 1) {
     if (keys[1] === ".DEFAULT") {
@@ -277,25 +283,20 @@ function applyAliases(keys: string[], shown: string[]): void {
     if (keys[2] === "SOFTWARE" && keys[3] === "CLASSES" && !keys[1]!.endsWith("_CLASSES")) {
       keys[1] += "_CLASSES";
       shown[1] += "_Classes";
-      keys.splice(2, 2);
-      shown.splice(2, 2);
+      drop(keys, shown, 2, 2);
     }
     if (keys[1]!.endsWith("_CLASSES")) {
       if (isWow(keys[2])) {
-        keys.splice(2, 1);
-        shown.splice(2, 1);
+        drop(keys, shown, 2, 1);
       }
     } else if (keys[2] === "SOFTWARE" && isWow(keys[3])) {
-      keys.splice(3, 1);
-      shown.splice(3, 1);
+      drop(keys, shown, 3, 1);
     }
   } else if (keys[0] === "HKLM" && keys[1] === "SOFTWARE") {
     if (isWow(keys[2])) {
-      keys.splice(2, 1);
-      shown.splice(2, 1);
+      drop(keys, shown, 2, 1);
     } else if (keys[2] === "CLASSES" && isWow(keys[3])) {
-      keys.splice(3, 1);
-      shown.splice(3, 1);
+      drop(keys, shown, 3, 1);
     }
   }
 }

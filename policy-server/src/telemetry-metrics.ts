@@ -252,17 +252,22 @@ export function evaluate(
   if (defer) deferServerSpan(ctx, traceContext!, started, d);
   else if (span?.isRecording()) {
     // kind and operation are on the broker's span, the path in the broker's audit record.
-    span.setAttributes({
-      "agentsh.decision": d.decision,
-      "agentsh.rule": d.rule,
-      "agentsh.policy_version": d.policyVersion,
-    });
+    span.setAttributes(decisionSpanAttrs(d));
     if (own) {
       span.setAttribute("rpc.grpc.status_code", 0);
       span.end();
     }
   }
   return d;
+}
+
+/** What a check's SERVER span says of its decision (kind and operation are on the broker's span). */
+function decisionSpanAttrs(d: Decision): Attributes {
+  return {
+    "agentsh.decision": d.decision,
+    "agentsh.rule": d.rule,
+    "agentsh.policy_version": d.policyVersion,
+  };
 }
 
 /** The SERVER span of a check whose trace context came in the check itself (see evaluate). */
@@ -276,12 +281,7 @@ function deferServerSpan(
   const service = ctx.service.typeName;
   const method = ctx.method.name;
   const attributes = rpcSpanAttrs(service, method);
-  if (d !== undefined) {
-    attributes["agentsh.decision"] = d.decision;
-    attributes["agentsh.rule"] = d.rule;
-    attributes["agentsh.policy_version"] = d.policyVersion;
-    attributes["rpc.grpc.status_code"] = 0;
-  }
+  if (d !== undefined) Object.assign(attributes, decisionSpanAttrs(d), { "rpc.grpc.status_code": 0 });
   deferRemoteChild(
     SCOPE_INFO,
     `${service}/${method}`,
