@@ -311,15 +311,20 @@ export class PolicyEngine {
       cacheTtlMs: this.ttl(side, answer),
       canonicalPath: display,
       notify: rule?.notify ?? false,
+      // Every field present (undefined when it does not apply), so every decision has one shape:
+      // properties added afterwards made several, and the code reading them polymorphic.
+      renamePaths: undefined,
+      decidedSide,
+      redirectPath: undefined,
+      approvalTimeoutMs:
+        side.decision === "approve" ? (rule?.timeoutMs ?? DEFAULT_APPROVAL_TIMEOUT_MS) : undefined,
+      reason: side.reason,
     };
-    if (decidedSide) d.decidedSide = decidedSide;
-    if (side.reason !== undefined) d.reason = side.reason;
     if (side.decision === "redirect" && rule?.redirectTo)
       d.redirectPath = renderTemplate(
         rule.redirectTo,
         fields ?? templateFields(side, input, session, display),
       );
-    if (side.decision === "approve") d.approvalTimeoutMs = rule?.timeoutMs ?? DEFAULT_APPROVAL_TIMEOUT_MS;
     return d;
   }
 }

@@ -69,6 +69,8 @@ export class Trie {
   /** A bit per anchor for a hash of its length, first and last character (see anchorBit): most
    * components are ruled out with three loads, without hashing the whole string. */
   private readonly anchorBits = new Uint32Array(ANCHOR_BITS >> 5);
+  /** lenBit of every anchor's length: most components are ruled out by their length alone. */
+  private anchorLens = 0;
 
   constructor(opts: { anchored?: boolean } = {}) {
     this.anchors = opts.anchored ? new Set() : null;
@@ -80,6 +82,7 @@ export class Trie {
       if (anchor === undefined) this.anchors = null;
       else {
         this.anchors.add(anchor);
+        this.anchorLens |= lenBit(anchor.length);
         const b = anchorBit(anchor);
         this.anchorBits[b >> 5]! |= 1 << (b & 31);
       }
@@ -148,8 +151,10 @@ export class Trie {
   /** Does keys contain an anchor? */
   private anchored(keys: readonly string[]): boolean {
     const bits = this.anchorBits;
+    const lens = this.anchorLens;
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i]!;
+      if ((lens & lenBit(k.length)) === 0) continue;
       const b = anchorBit(k);
       if ((bits[b >> 5]! & (1 << (b & 31))) !== 0 && this.anchors!.has(k)) return true;
     }

@@ -458,7 +458,11 @@ function components(
   pattern: boolean,
   isDrive: boolean,
 ): CanonicalResult {
-  const keys: string[] = root === null ? [] : typeof root === "string" ? [root] : root.slice();
+  // Filled by push from empty: a literal or a slice would make a backing store of the root's size,
+  // copied into a larger one at the first push.
+  const keys: string[] = [];
+  if (typeof root === "string") keys.push(root);
+  else if (root !== null) for (let i = 0; i < root.length; i++) keys.push(root[i]!);
   const rootLen = keys.length;
   let stream: string | undefined;
   let shorts: number[] | undefined;

@@ -173,7 +173,8 @@ export function canonicalizeRegistryFor(
         );
     }
   }
-  const keys = rootKeys.slice();
+  const keys: string[] = []; // filled by push from empty (see components in path-file.ts)
+  for (let i = 0; i < rootKeys.length; i++) keys.push(rootKeys[i]!);
   const { starts, ends } = componentBounds(n - start + 1);
   let count = 0;
   let clean = true;

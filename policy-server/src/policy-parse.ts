@@ -122,14 +122,16 @@ class Reader {
     return undefined;
   }
 
+  /** The entry of `allowed` the node names. That entry, not the parsed string: a literal is an
+   * internalised string, which the engine's comparisons (`decision === "allow"`) and keyed loads
+   * (`STRICTNESS[decision]`) take by pointer, where a parsed copy is compared character by character
+   * or looked up in V8's string table on every decision. */
   oneOf<T extends string>(node: Node | null, allowed: readonly T[], what: string): T | undefined {
-    if (
-      isScalar(node) &&
-      typeof node.value === "string" &&
-      (allowed as readonly string[]).includes(node.value)
-    ) {
-      return node.value as T;
-    }
+    const i =
+      isScalar(node) && typeof node.value === "string"
+        ? (allowed as readonly string[]).indexOf(node.value)
+        : -1;
+    if (i >= 0) return allowed[i];
     this.error(node, `${what} must be one of ${allowed.join(", ")}`);
     return undefined;
   }
