@@ -3,7 +3,8 @@
 //   OTEL_METRICS_EXPORTER=prometheus  (prometheus | otlp | console | none, a comma list)
 //   OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1, OTEL_EXPORTER_PROMETHEUS_PORT=<the service's port>
 //   OTEL_TRACES_EXPORTER=none, OTEL_LOGS_EXPORTER=none  (otlp | console; OTEL_EXPORTER_OTLP_* apply)
-//   OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.01: one decision in a
+//   OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.01 (its ratio; an ARG
+//     set alone applies to it): one decision in a
 //     hundred is traced (a trace costs each service about 10% of an uncached decision's CPU; see
 //     broker/bench/otel-bench.ts); parentbased_always_on traces every one.
 //   OTEL_BSP_MAX_EXPORT_BATCH_SIZE=64 (the SDK's default is 512): an export turns its spans into
@@ -158,8 +159,10 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
   for (const [k, v] of Object.entries(DEFAULTS)) if (!process.env[k]) env[k] = v;
   Object.assign(env, opts.env ?? {});
   if (!env.OTEL_TRACES_SAMPLER && !process.env.OTEL_TRACES_SAMPLER) {
+    // The default sampler is a ratio one: a ratio given alone (OTEL_TRACES_SAMPLER_ARG) is its ratio.
     env.OTEL_TRACES_SAMPLER = "parentbased_traceidratio";
-    env.OTEL_TRACES_SAMPLER_ARG = "0.01";
+    if (!env.OTEL_TRACES_SAMPLER_ARG && !process.env.OTEL_TRACES_SAMPLER_ARG)
+      env.OTEL_TRACES_SAMPLER_ARG = "0.01";
   }
   const get = (k: string): string | undefined => env[k] ?? process.env[k];
   if (/^true$/i.test(get("OTEL_SDK_DISABLED") ?? "")) {

@@ -250,6 +250,27 @@ describe("root pre-sampling", () => {
   });
 });
 
+describe("default sampler", () => {
+  it("is parentbased_traceidratio at 0.01; OTEL_TRACES_SAMPLER_ARG alone sets its ratio", async () => {
+    const ratioWith = async (env: Record<string, string>): Promise<number | undefined> => {
+      const t = await startSdk({
+        service: "agentsh-sampler-test",
+        version: "0",
+        defaultPrometheusPort: 0,
+        env: { OTEL_METRICS_EXPORTER: "none", OTEL_TRACES_EXPORTER: "console", ...env },
+      });
+      try {
+        return rootSampling();
+      } finally {
+        await t.shutdown();
+      }
+    };
+    expect(await ratioWith({})).toBe(0.01);
+    expect(await ratioWith({ OTEL_TRACES_SAMPLER_ARG: "0.25" })).toBe(0.25);
+    expect(await ratioWith({ OTEL_TRACES_SAMPLER: "parentbased_always_on" })).toBe(1);
+  });
+});
+
 describe("span export", () => {
   /** Starts the SDK exporting traces over OTLP/HTTP to a local receiver, ends `spans` spans, flushes,
    * and returns how many export requests the receiver got. */
