@@ -186,9 +186,26 @@ function buildDeferred(r: Deferred): void {
 const ids = new RandomIdGenerator();
 
 /** A TimeInput as the SDK reads it: a number not after performance.now() is a performance time. */
-function hrOf(t: TimeInput): HrTime {
-  if (typeof t === "number" && t <= performance.now()) return hrTime(t);
+function hrOf(t: TimeInput | undefined): HrTime {
+  return hrAt(at(t));
+}
+
+/**
+ * A span's time as kept on the decision path: a performance.now() reading, or an HrTime for a time
+ * given as a date or epoch. The HrTime of a reading (time origin plus reading, in two numbers) is
+ * made when the span is read, in a processor's batch, not on the path (where, run for one decision
+ * in a hundred, the SDK's clock code ran cold).
+ */
+type At = number | HrTime;
+
+function at(t: TimeInput | undefined): At {
+  if (t === undefined) return performance.now();
+  if (typeof t === "number" && t <= performance.now()) return t;
   return timeInputToHrTime(t);
+}
+
+function hrAt(t: At): HrTime {
+  return typeof t === "number" ? hrTime(t) : t;
 }
 
 // -- spans -------------------------------------------------------------------------------------------
@@ -203,9 +220,8 @@ export class LightSpan implements Span, ReadableSpan {
   name: string;
   readonly kind: SpanKind;
   readonly parentSpanContext: SpanContext | undefined;
-  readonly startTime: HrTime;
-  endTime: HrTime = [0, 0];
-  duration: HrTime = [0, 0];
+  private readonly t0: At;
+  private t1: At | undefined;
   status: SpanStatus = { code: SpanStatusCode.UNSET };
   readonly attributes: Attributes;
   readonly links: Link[];
@@ -238,7 +254,7 @@ export class LightSpan implements Span, ReadableSpan {
     this.attributes = {};
     if (attributes !== undefined) this.setAttributes(attributes);
     this.links = links === undefined ? [] : links.slice();
-    this.startTime = startTime === undefined ? hrTime() : hrOf(startTime);
+    this.t0 = at(startTime);
     this.resource = p.resource;
     this.instrumentationScope = scope;
     this.processors = p.processors;
@@ -246,6 +262,22 @@ export class LightSpan implements Span, ReadableSpan {
 
   spanContext(): SpanContext {
     return this.ctx;
+  }
+
+  get startTime(): HrTime {
+    return hrAt(this.t0);
+  }
+
+  /** [0, 0] until it ends; never before the start (as the SDK: a negative duration becomes 0). */
+  get endTime(): HrTime {
+    if (this.t1 === undefined) return [0, 0];
+    const start = this.startTime;
+    const end = hrAt(this.t1);
+    return hrTimeDuration(start, end)[0] < 0 ? start : end;
+  }
+
+  get duration(): HrTime {
+    return this.t1 === undefined ? [0, 0] : hrTimeDuration(this.startTime, this.endTime);
   }
 
   setAttribute(key: string, value: AttributeValue | undefined): this {
@@ -267,7 +299,7 @@ export class LightSpan implements Span, ReadableSpan {
     this.events.push({
       name,
       attributes: attributes ?? {},
-      time: time === undefined ? hrTime() : hrOf(time),
+      time: hrOf(time),
       droppedAttributesCount: 0,
     });
     return this;
@@ -302,12 +334,7 @@ export class LightSpan implements Span, ReadableSpan {
   end(endTime?: TimeInput): void {
     if (this.ended) return;
     this.ended = true;
-    this.endTime = endTime === undefined ? hrTime() : hrOf(endTime);
-    this.duration = hrTimeDuration(this.startTime, this.endTime);
-    if (this.duration[0] < 0) {
-      this.endTime = [this.startTime[0], this.startTime[1]];
-      this.duration = [0, 0];
-    }
+    this.t1 = at(endTime);
     finished(this);
   }
 

@@ -27,6 +27,8 @@ import {
   context,
   DiagConsoleLogger,
   diag,
+  type Meter,
+  type MeterProvider,
   metrics,
   propagation,
   ROOT_CONTEXT,
@@ -149,6 +151,43 @@ export function activeTelemetry(): Telemetry | undefined {
   return active;
 }
 
+let epoch = 0;
+/**
+ * A number that changes whenever startSdk or a shutdown registers or removes the global providers.
+ * Code that binds instruments to the global MeterProvider compares it with the number it bound at
+ * (a module variable), rather than asking the API for the provider on every decision: the API's
+ * lookup checks version compatibility each time, a cost of every decision with the SDK on.
+ */
+export function providersEpoch(): number {
+  return epoch;
+}
+
+/**
+ * The instruments `create` makes on a meter of scope (name, version): first on the API's meter
+ * (`observe` false: observable instruments are left for a real provider), then again on the global
+ * MeterProvider's each time it changes, looked up only when providersEpoch() has moved.
+ */
+export function meterBinding<T>(
+  name: string,
+  version: string,
+  create: (meter: Meter, observe: boolean) => T,
+): () => T {
+  let boundTo: MeterProvider | undefined;
+  let boundEpoch = -1;
+  let inst = create(metrics.getMeter(name, version), false);
+  return () => {
+    if (epoch !== boundEpoch) {
+      boundEpoch = epoch;
+      const p = metrics.getMeterProvider();
+      if (p !== boundTo) {
+        boundTo = p;
+        inst = create(p.getMeter(name, version), true);
+      }
+    }
+    return inst;
+  };
+}
+
 /**
  * Starts the SDK and registers it with the OpenTelemetry API. One per process: a second call
  * returns the first (shut it down first to start another).
@@ -238,6 +277,7 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
       ...(opts.logRecordProcessors?.length ? { logRecordProcessors: opts.logRecordProcessors } : {}),
     });
     s.start();
+    epoch++;
     return s;
   });
   setRootSampling(tracing ? sampling.ratio : 0);
@@ -288,6 +328,7 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
       propagation.disable();
       logs.disable();
       context.disable();
+      epoch++;
     },
   };
   active = t;

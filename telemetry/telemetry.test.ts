@@ -16,7 +16,7 @@ import { describe, expect, it } from "vitest";
 import { otlpReceiver } from "../test/support/otlp-receiver.js";
 import { createLogger, type FieldValue, isoTime, recordWriter } from "./log.js";
 import { collectFastMetrics, FastHistogram, metricProducer } from "./metrics.js";
-import { startSdk } from "./sdk.js";
+import { providersEpoch, startSdk } from "./sdk.js";
 import { rootSampling, rootSpanContext, samplerFor, setRootSampling } from "./trace.js";
 
 function sink(): { lines: string[]; stream: Writable } {
@@ -268,6 +268,20 @@ describe("default sampler", () => {
     expect(await ratioWith({})).toBe(0.01);
     expect(await ratioWith({ OTEL_TRACES_SAMPLER_ARG: "0.25" })).toBe(0.25);
     expect(await ratioWith({ OTEL_TRACES_SAMPLER: "parentbased_always_on" })).toBe(1);
+  });
+
+  it("providersEpoch changes when the SDK registers its providers and when it removes them", async () => {
+    const e0 = providersEpoch();
+    const t = await startSdk({
+      service: "agentsh-epoch-test",
+      version: "0",
+      defaultPrometheusPort: 0,
+      env: { OTEL_METRICS_EXPORTER: "none" },
+    });
+    const e1 = providersEpoch();
+    expect(e1).not.toBe(e0);
+    await t.shutdown();
+    expect(providersEpoch()).not.toBe(e1);
   });
 });
 

@@ -11,13 +11,11 @@
 // never a path, a session token or a pid. Names and units: deploy/README.md.
 
 import { Decision, Kind, Operation } from "@agentsh/proto";
-import { FastHistogram, type HistogramSeries, rpcSeriesLookup } from "@agentsh/telemetry";
+import { FastHistogram, type HistogramSeries, meterBinding, rpcSeriesLookup } from "@agentsh/telemetry";
 import {
   type Attributes,
   type Counter,
   type Meter,
-  type MeterProvider,
-  metrics,
   type ObservableCounter,
   type ObservableGauge,
   type UpDownCounter,
@@ -59,18 +57,8 @@ export interface BrokerInstruments {
 }
 
 const sources = new Set<BrokerSource>();
-let boundTo: MeterProvider | undefined;
-let inst: BrokerInstruments = create(metrics.getMeter(SCOPE, SCOPE_VERSION), false);
-
 /** The instruments of the meter provider registered now (re-created when it changes). */
-export function brokerInstruments(): BrokerInstruments {
-  const p = metrics.getMeterProvider();
-  if (p !== boundTo) {
-    boundTo = p;
-    inst = create(p.getMeter(SCOPE, SCOPE_VERSION), true);
-  }
-  return inst;
-}
+export const brokerInstruments: () => BrokerInstruments = meterBinding(SCOPE, SCOPE_VERSION, create);
 
 export function addBrokerSource(s: BrokerSource): void {
   sources.add(s);

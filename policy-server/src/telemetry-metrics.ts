@@ -15,6 +15,7 @@ import {
   getOrAdd,
   type HistogramSeries,
   lightTracing,
+  meterBinding,
   recordCarrier,
   rpcSeriesLookup,
   tracerFor,
@@ -31,8 +32,6 @@ import {
   type Context,
   type Counter,
   type Meter,
-  type MeterProvider,
-  metrics,
   type Span,
   SpanKind,
   SpanStatusCode,
@@ -77,19 +76,9 @@ export const serverHistograms = { evaluationDuration, rpcServerDuration };
 
 const stores = new Set<PolicyStore>();
 const seenVersions = new WeakMap<PolicyStore, PolicyVersion[]>();
-let boundTo: MeterProvider | undefined;
-let inst: ServerInstruments = create(metrics.getMeter(SCOPE, SCOPE_VERSION), false);
+const instruments: () => ServerInstruments = meterBinding(SCOPE, SCOPE_VERSION, create);
 /** The server's tracer (light spans when they are on: telemetry/light-trace.ts). */
 const serverTracer: () => Tracer = tracerFor({ name: SCOPE, version: SCOPE_VERSION });
-
-function instruments(): ServerInstruments {
-  const p = metrics.getMeterProvider();
-  if (p !== boundTo) {
-    boundTo = p;
-    inst = create(p.getMeter(SCOPE, SCOPE_VERSION), true);
-  }
-  return inst;
-}
 
 function create(meter: Meter, observe: boolean): ServerInstruments {
   const i: ServerInstruments = {
