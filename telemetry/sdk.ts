@@ -14,6 +14,10 @@
 //     64 (or 128) made about 17 % fewer decisions than 512, side by side; at 1 % it is negligible.
 // OTEL_SDK_DISABLED=true starts nothing. The hot code uses the OpenTelemetry API only, so without a
 // started SDK every instrument and span is a no-op.
+// Values are read as the specification says (sdk-env.test.ts): trimmed, blank ones unset, names in any
+// case; "none" in an exporter list means none; an unknown sampler, a port that is not one, or an
+// export interval or timeout that is not positive is warned about (a JSON line on stderr) and the
+// default used. OTEL_LOG_LEVEL sets the diagnostic logger's level (NodeSDK does it).
 //
 // No asynchronous context manager is registered: on Node 20 AsyncLocalStorage turns on promise hooks
 // for the whole process, which costs more than all of this project's instrumentation. Trace context
@@ -25,8 +29,6 @@ import {
   type Context,
   type ContextManager,
   context,
-  DiagConsoleLogger,
-  diag,
   type Meter,
   type MeterProvider,
   metrics,
@@ -194,17 +196,23 @@ export function meterBinding<T>(
  */
 export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
   if (active) return active;
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(DEFAULTS)) if (!process.env[k]) env[k] = v;
-  Object.assign(env, opts.env ?? {});
-  if (!env.OTEL_TRACES_SAMPLER && !process.env.OTEL_TRACES_SAMPLER) {
-    // The default sampler is a ratio one: a ratio given alone (OTEL_TRACES_SAMPLER_ARG) is its ratio.
-    env.OTEL_TRACES_SAMPLER = "parentbased_traceidratio";
-    if (!env.OTEL_TRACES_SAMPLER_ARG && !process.env.OTEL_TRACES_SAMPLER_ARG)
-      env.OTEL_TRACES_SAMPLER_ARG = "0.01";
-  }
+  /** A variable as the specification reads it: trimmed, and unset when blank. */
+  const setting = (k: string): string | undefined => {
+    const v = (opts.env?.[k] ?? process.env[k])?.trim();
+    return v === undefined || v === "" ? undefined : v;
+  };
+  // `env` is laid over process.env while the SDK is built: our defaults for what is unset, and the
+  // values normalised where the SDK would read them differently (it compares exporter names and the
+  // sampler's name as written, where the specification makes them case-insensitive).
+  const env: Record<string, string> = { ...opts.env };
+  for (const [k, v] of Object.entries(DEFAULTS)) if (setting(k) === undefined) env[k] = v;
+  for (const k of ["OTEL_TRACES_EXPORTER", "OTEL_LOGS_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_PROPAGATORS"])
+    if (setting(k) !== undefined) env[k] = list(setting(k)).join(",");
+  const sampler = traceSampler(setting("OTEL_TRACES_SAMPLER"), setting("OTEL_TRACES_SAMPLER_ARG"));
+  env.OTEL_TRACES_SAMPLER = sampler.name;
+  if (sampler.arg !== undefined) env.OTEL_TRACES_SAMPLER_ARG = sampler.arg;
   const get = (k: string): string | undefined => env[k] ?? process.env[k];
-  if (/^true$/i.test(get("OTEL_SDK_DISABLED") ?? "")) {
+  if (setting("OTEL_SDK_DISABLED")?.toLowerCase() === "true") {
     const none = async () => {};
     return {
       service: opts.service,
@@ -215,9 +223,14 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
       shutdown: none,
     };
   }
-  const exporters = list(get("OTEL_METRICS_EXPORTER"));
-  const promHost = get("OTEL_EXPORTER_PROMETHEUS_HOST") || "127.0.0.1";
-  const promPort = Number(get("OTEL_EXPORTER_PROMETHEUS_PORT") || opts.defaultPrometheusPort);
+  // "none" among the exporters means none (as the SDK reads OTEL_TRACES_EXPORTER and OTEL_LOGS_EXPORTER).
+  const chosen = (k: string): string[] => {
+    const l = list(get(k));
+    return l.includes("none") ? [] : l;
+  };
+  const exporters = chosen("OTEL_METRICS_EXPORTER");
+  const promHost = setting("OTEL_EXPORTER_PROMETHEUS_HOST") ?? "127.0.0.1";
+  const promPort = portSetting(setting("OTEL_EXPORTER_PROMETHEUS_PORT"), opts.defaultPrometheusPort);
   let prometheus: PrometheusExporter | undefined;
   const mine: DetectedResourceAttributes = {
     "service.name": opts.service,
@@ -227,7 +240,7 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
   };
   const ownDetector: ResourceDetector = { detect: () => ({ attributes: mine }) };
 
-  const sampling = samplerFor(get("OTEL_TRACES_SAMPLER"), get("OTEL_TRACES_SAMPLER_ARG"));
+  const sampling = samplerFor(sampler.name, sampler.arg);
   // The resource and the span processors are built here, as the SDK would build them, so that the
   // light spans (light-trace.ts) share them with the SDK's tracer provider.
   // Later detectors win: the environment over ours over the machine's.
@@ -239,31 +252,29 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
   // Given span processors replace OTEL_TRACES_EXPORTER (tests); tracing is on when there are any.
   const spanProcessors = opts.spanProcessors?.length
     ? opts.spanProcessors
-    : list(get("OTEL_TRACES_EXPORTER")).some((e) => e !== "none")
+    : chosen("OTEL_TRACES_EXPORTER").length > 0
       ? withEnv(env, () => getSpanProcessorsFromEnv(undefined))
       : [];
   const tracing = spanProcessors.length > 0;
 
   const sdk = withEnv(env, () => {
     const readers: IMetricReader[] = [];
-    if (!exporters.includes("none")) {
-      for (const e of exporters) {
-        if (e === "prometheus") {
-          prometheus = new PrometheusExporter({
-            host: promHost,
-            port: promPort,
-            preventServerStart: true,
-            withResourceConstantLabels: CONSTANT_LABELS,
-            metricProducers: [metricProducer],
-          });
-          readers.push(prometheus);
-        } else if (e === "otlp") {
-          readers.push(periodicReader(getOtlpMetricExporterFromEnv(), get));
-        } else if (e === "console") {
-          readers.push(periodicReader(new ConsoleMetricExporter(), get));
-        } else {
-          diag.warn(`OTEL_METRICS_EXPORTER: unsupported "${e}" (prometheus, otlp, console, none)`);
-        }
+    for (const e of exporters) {
+      if (e === "prometheus") {
+        prometheus = new PrometheusExporter({
+          host: promHost,
+          port: promPort,
+          preventServerStart: true,
+          withResourceConstantLabels: CONSTANT_LABELS,
+          metricProducers: [metricProducer],
+        });
+        readers.push(prometheus);
+      } else if (e === "otlp") {
+        readers.push(periodicReader(getOtlpMetricExporterFromEnv(), get));
+      } else if (e === "console") {
+        readers.push(periodicReader(new ConsoleMetricExporter(), get));
+      } else {
+        warn(`OTEL_METRICS_EXPORTER: unsupported "${e}" (prometheus, otlp, console, none)`);
       }
     }
     const s = new NodeSDK({
@@ -281,16 +292,18 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
     return s;
   });
   setRootSampling(tracing ? sampling.ratio : 0);
-  // Light spans on the decision path with a parent-based sampler; the W3C fast path unless other
-  // propagators are configured (OTEL_PROPAGATORS, default tracecontext,baggage).
+  // Light spans on the decision path with a parent-based sampler; the W3C fast path when the
+  // propagators are W3C trace context, with or without baggage (OTEL_PROPAGATORS, default
+  // tracecontext,baggage). OTEL_LOG_LEVEL: NodeSDK has set the diagnostic logger at that level.
   const propagators = list(get("OTEL_PROPAGATORS"));
   setLightPipeline(
     tracing && sampling.parentBased && sampling.ratio !== undefined
       ? { processors: spanProcessors, resource, ratio: sampling.ratio }
       : undefined,
-    propagators.every((p) => p === "tracecontext" || p === "baggage"),
+    propagators.length === 0 ||
+      (propagators.includes("tracecontext") &&
+        propagators.every((p) => p === "tracecontext" || p === "baggage")),
   );
-  if (get("OTEL_LOG_LEVEL")) diag.setLogger(new DiagConsoleLogger());
   // Telemetry never stops the service: a taken port is reported and the endpoint left out.
   if (prometheus) {
     try {
@@ -306,10 +319,10 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
   const t: Telemetry = {
     service: opts.service,
     scrapeUrl: prometheus ? `http://${shownHost}:${promPort}/metrics` : undefined,
-    metricsExporters: exporters.filter((e) => e !== "none"),
+    metricsExporters: exporters.filter((e) => e === "prometheus" || e === "otlp" || e === "console"),
     logsExporters: opts.logRecordProcessors?.length
       ? ["in-process"]
-      : list(get("OTEL_LOGS_EXPORTER")).filter((e) => e !== "none"),
+      : chosen("OTEL_LOGS_EXPORTER").filter((e) => e === "otlp" || e === "console"),
     flush: async () => {
       runBeforeFlush();
       const mp = metrics.getMeterProvider() as { forceFlush?: () => Promise<void> };
@@ -335,6 +348,48 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
   return t;
 }
 
+/** The samplers the SDK builds from OTEL_TRACES_SAMPLER. */
+const SAMPLERS = new Set([
+  "always_on",
+  "always_off",
+  "traceidratio",
+  "parentbased_always_on",
+  "parentbased_always_off",
+  "parentbased_traceidratio",
+]);
+
+/**
+ * OTEL_TRACES_SAMPLER and its argument as this project reads them: the name case-insensitive (as the
+ * specification asks); unset, blank or unknown (with a warning), our default, a ratio sampler whose
+ * ratio is the argument if one is given, else 0.01.
+ */
+export function traceSampler(
+  name: string | undefined,
+  arg: string | undefined,
+): { name: string; arg: string | undefined } {
+  const n = name?.toLowerCase();
+  if (n !== undefined && SAMPLERS.has(n)) return { name: n, arg };
+  if (n !== undefined)
+    warn(
+      `OTEL_TRACES_SAMPLER: unsupported "${name}" (${[...SAMPLERS].join(", ")}); using parentbased_traceidratio`,
+    );
+  return { name: "parentbased_traceidratio", arg: arg ?? "0.01" };
+}
+
+/** OTEL_EXPORTER_PROMETHEUS_PORT: a port from 1 to 65535, else (with a warning) `dflt`. */
+function portSetting(text: string | undefined, dflt: number): number {
+  if (text === undefined) return dflt;
+  const n = Number(text);
+  if (Number.isInteger(n) && n >= 1 && n <= 65535) return n;
+  warn(`OTEL_EXPORTER_PROMETHEUS_PORT: "${text}" is not a port (1-65535); using ${dflt}`);
+  return dflt;
+}
+
+/** A configuration warning, as a JSON line on stderr (the SDK's diagnostic logger is off by default). */
+function warn(msg: string): void {
+  process.stderr.write(`${JSON.stringify({ level: "warn", msg })}\n`);
+}
+
 /**
  * A PeriodicExportingMetricReader as the SDK would build it from OTEL_METRIC_EXPORT_INTERVAL and
  * OTEL_METRIC_EXPORT_TIMEOUT, that also collects the hot-path histograms (metrics.ts).
@@ -342,7 +397,8 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
 function periodicReader(exporter: PushMetricExporter, get: (k: string) => string | undefined): IMetricReader {
   const num = (k: string): number | undefined => {
     const v = Number(get(k));
-    return get(k) && Number.isFinite(v) && v >= 0 ? v : undefined;
+    // As the SDK: a value that is not a positive number is ignored (0 would stop the reader).
+    return get(k) && Number.isFinite(v) && v > 0 ? v : undefined;
   };
   const exportIntervalMillis = num("OTEL_METRIC_EXPORT_INTERVAL") ?? 60000;
   const exportTimeoutMillis = Math.min(num("OTEL_METRIC_EXPORT_TIMEOUT") ?? 30000, exportIntervalMillis);

@@ -12,13 +12,13 @@
 
 import { Decision, Kind, Operation } from "@agentsh/proto";
 import { FastHistogram, type HistogramSeries, meterBinding, rpcSeriesLookup } from "@agentsh/telemetry";
-import {
-  type Attributes,
-  type Counter,
-  type Meter,
-  type ObservableCounter,
-  type ObservableGauge,
-  type UpDownCounter,
+import type {
+  Attributes,
+  Counter,
+  Meter,
+  ObservableCounter,
+  ObservableGauge,
+  UpDownCounter,
 } from "@opentelemetry/api";
 import type { MetricsReply } from "./port/codec.js";
 
