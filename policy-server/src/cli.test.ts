@@ -91,8 +91,9 @@ describe("agentsh-policy CLI", () => {
     );
     const r = run(["lint", p]);
     expect(r.code).toBe(0);
+    // b denies where a allows: a short-name path (C:\X~1) still gets b's stricter answer.
     expect(r.out).toMatch(
-      /l\.yaml:5:5: warning: rule "b" can never match: earlier rule "a" \(line 4\) always wins/,
+      /l\.yaml:5:5: warning: rule "b" can never match a path written in full: earlier rule "a" \(line 4\) always wins \(it can still decide a path with 8\.3 short names/,
     );
     expect(run(["lint", join(dir, "missing.yaml")]).code).toBe(1);
   });
@@ -100,5 +101,103 @@ describe("agentsh-policy CLI", () => {
     const r = run(["serve", "--help"]);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/AGENTSH_POLICY_ADDR/);
+    for (const cmd of ["check", "test", "lint"]) {
+      const h = run([cmd, "--help"]);
+      expect(h.code, cmd).toBe(0);
+      expect(h.out, cmd).toMatch(/agentsh-policy check --policy FILE/);
+    }
+  });
+
+  it("check: --user-sid stands for a missing session SID in ${USERSID} and {{.UserSid}} too", () => {
+    const p = join(dir, "sid.yaml");
+    writeFileSync(
+      p,
+      "version: 1\nname: sid\ndefault_action: deny\nregistry_rules:\n  - name: app\n    paths: ['HKU\\${USERSID}\\Software\\App\\**']\n    operations: [write]\n    decision: allow\n    message: 'sid={{.UserSid}}'\n",
+    );
+    const line = JSON.stringify({ kind: "registry", operation: "write", path: "HKCU\\Software\\App\\x" });
+    const r = run(["check", "--policy", p, "--user-sid", "S-1-5-21-1-2-3-1001"], `${line}\n`);
+    expect(JSON.parse(r.out)).toMatchObject({
+      decision: "allow",
+      rule: "app",
+      message: "sid=S-1-5-21-1-2-3-1001",
+    });
+  });
+
+  it("check: lines end at \\n only; CRLF, a byte order mark, bad UTF-8 and a last line without \\n", () => {
+    const read = (path: string) => JSON.stringify({ kind: "file", operation: "read", path });
+    const input = Buffer.concat([
+      Buffer.from(`\ufeff${read("C:\\a")}\r\n`),
+      Buffer.from('{"kind":"file",\r"operation":"read","path":"C:\\\\b"}\n'), // a bare CR is JSON whitespace
+      Buffer.from('{"kind":"file","operation":"read","path":"C:\\\\'),
+      Buffer.from([0xff]),
+      Buffer.from('"}\n'),
+      Buffer.from(read("C:\\d")),
+    ]);
+    const r = spawnSync(process.execPath, [BIN, "check", "--policy", DEFAULT], { input, encoding: "utf8" });
+    const out = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(out.map((o) => o.canonical_path ?? o.error)).toEqual([
+      "C:\\a",
+      "C:\\b",
+      "line 3 is not valid UTF-8",
+      "C:\\d",
+    ]);
+    expect(r.status).toBe(0);
+  });
+
+  it("check: a reader that goes away ends the run quietly", () => {
+    const many = join(dir, "many.jsonl");
+    writeFileSync(
+      many,
+      `${JSON.stringify({ kind: "file", operation: "read", path: "C:\\a" })}\n`.repeat(100000),
+    );
+    const r = spawnSync(
+      "bash",
+      [
+        "-c",
+        `set -o pipefail; "${process.execPath}" "${BIN}" check --policy "${DEFAULT}" < "${many}" | head -1`,
+      ],
+      { encoding: "utf8" },
+    );
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout).decision).toBe("allow");
+  });
+
+  it("bad flags and files are named: twice, a directory, conflicting volume maps", () => {
+    const twice = run(["check", "--policy", DEFAULT, "--policy", DEFAULT], "");
+    expect(twice.code).toBe(2);
+    expect(twice.err).toMatch(/--policy given twice/);
+    const isDir = run(["check", "--policy", dir], "");
+    expect(isDir.code).toBe(2);
+    expect(isDir.err).toContain(`cannot read ${dir}: it is a directory`);
+    const conflict = run(
+      [
+        "check",
+        "--policy",
+        DEFAULT,
+        "--volume-map",
+        "C:=\\Device\\HarddiskVolume3",
+        "--volume-map",
+        "D:=\\Device\\HarddiskVolume3",
+      ],
+      "",
+    );
+    expect(conflict.code).toBe(2);
+    expect(conflict.err).toMatch(/\\Device\\HarddiskVolume3 is mapped to both C: and D:/);
+  });
+
+  it("lint: --volume-map, as check and serve take it", () => {
+    const p = join(dir, "dev.yaml");
+    writeFileSync(
+      p,
+      "version: 1\nname: dev\nfile_rules:\n  - {name: s, paths: ['\\Device\\HarddiskVolume3\\secret\\**'], operations: ['*'], decision: deny}\n",
+    );
+    expect(run(["lint", p]).out).toMatch(/not in the volume map/);
+    const r = run(["lint", p, "--volume-map", "C:=\\Device\\HarddiskVolume3"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/dev\.yaml: ok/);
   });
 });

@@ -2,8 +2,7 @@
  * agentsh-policy: serve | check | test | lint | approvals. Run `agentsh-policy --help`.
  */
 import { readFileSync } from "node:fs";
-import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import { APPROVALS_HELP, approvalsCommand } from "./cli-approvals.js";
 import { PolicyEngine } from "./engine.js";
 import { checkInputFromJson, decisionToJson } from "./engine-input.js";
@@ -38,11 +37,37 @@ Usage:
       Runs policy test files (policy + cases with expected decisions; see README). Exit 1 on
       any failure, 2 when a test file or its policy cannot load.
 
-  agentsh-policy lint FILE [--json]
+  agentsh-policy lint FILE... [--json] [--volume-map C:=\\Device\\HarddiskVolume3 ...]
       Schema errors with line and column, unknown keys, pattern errors, and warnings for rules
-      that can never match. Exit 1 when there are errors.
+      that an earlier rule always wins over. Exit 1 when there are errors.
 
 ${APPROVALS_HELP}`;
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** parseArgs, with --help/-h, and an error for an option given twice (which one would count?). */
+function args<O extends Options>(argv: string[], options: O, allowPositionals = false) {
+  const all = { ...options, help: { type: "boolean", short: "h" } } as const;
+  const r = parseArgs({ args: argv, options: all, allowPositionals, tokens: true });
+  const seen = new Set<string>();
+  for (const t of r.tokens) {
+    if (t.kind !== "option" || all[t.name]?.multiple) continue;
+    if (seen.has(t.name)) throw new Error(`--${t.name} given twice`);
+    seen.add(t.name);
+  }
+  return r;
+}
+
+/** A file's text, or an error naming the file. */
+function readText(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === "EISDIR" ? "it is a directory" : e.code === "ENOENT" ? "no such file" : e.message;
+    throw new Error(`cannot read ${file}: ${why}`);
+  }
+}
 
 function volumeMap(values: string[] | undefined): VolumeMap | undefined {
   if (!values || values.length === 0) return undefined;
@@ -50,17 +75,13 @@ function volumeMap(values: string[] | undefined): VolumeMap | undefined {
 }
 
 async function serve(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      addr: { type: "string" },
-      policy: { type: "string" },
-      "tls-cert": { type: "string" },
-      "tls-key": { type: "string" },
-      "volume-map": { type: "string", multiple: true },
-      "no-watch": { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
+  const { values } = args(argv, {
+    addr: { type: "string" },
+    policy: { type: "string" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
+    "volume-map": { type: "string", multiple: true },
+    "no-watch": { type: "boolean" },
   });
   if (values.help) {
     process.stdout.write(HELP);
@@ -106,14 +127,15 @@ async function serve(argv: string[]): Promise<number> {
 }
 
 async function check(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      policy: { type: "string" },
-      "volume-map": { type: "string", multiple: true },
-      "user-sid": { type: "string" },
-    },
+  const { values } = args(argv, {
+    policy: { type: "string" },
+    "volume-map": { type: "string", multiple: true },
+    "user-sid": { type: "string" },
   });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
   if (!values.policy) {
     process.stderr.write("check: --policy FILE is required\n");
     return 2;
@@ -122,7 +144,7 @@ async function check(argv: string[]): Promise<number> {
   let volumes: VolumeMap | undefined;
   try {
     volumes = volumeMap(values["volume-map"]);
-    engine = PolicyEngine.fromText(readFileSync(values.policy, "utf8"), {
+    engine = PolicyEngine.fromText(readText(values.policy), {
       file: values.policy,
       volumes,
       userSid: values["user-sid"],
@@ -131,22 +153,68 @@ async function check(argv: string[]): Promise<number> {
     process.stderr.write(`${err instanceof PolicyError ? err.format() : (err as Error).message}\n`);
     return 2;
   }
-  const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
-  for await (const line of rl) {
+  // A reader that goes away (`| head`) ends the run quietly.
+  let closed = false;
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+    closed = true;
+  });
+  const utf8 = new TextDecoder("utf-8", { fatal: true });
+  let n = 0;
+  for await (const bytes of lines(process.stdin)) {
+    if (closed) break;
+    n++;
     let out: unknown;
     try {
+      let line: string;
+      try {
+        line = utf8.decode(bytes); // a byte order mark at the start is dropped
+      } catch {
+        throw new Error(`line ${n} is not valid UTF-8`);
+      }
       const input = checkInputFromJson(JSON.parse(line));
       out = decisionToJson(engine.decide(input));
     } catch (err) {
       out = { error: err instanceof SyntaxError ? `malformed JSON: ${err.message}` : (err as Error).message };
     }
     if (!process.stdout.write(`${JSON.stringify(out)}\n`))
-      await new Promise((r) => process.stdout.once("drain", r));
+      await new Promise((r) => {
+        process.stdout.once("drain", r);
+        process.stdout.once("error", r);
+      });
   }
   return 0;
 }
 
+/**
+ * The lines of a stream as bytes, split at "\n" only, a "\r" before it dropped (JSON allows a bare
+ * "\r" as whitespace, so it does not end a line), the last line with or without its "\n".
+ */
+export async function* lines(input: AsyncIterable<Buffer | string>): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  const line = (parts: Buffer[]): Buffer => {
+    const b = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    return b.length > 0 && b[b.length - 1] === 13 ? b.subarray(0, b.length - 1) : b;
+  };
+  for await (const c of input) {
+    const chunk = typeof c === "string" ? Buffer.from(c) : c;
+    let at = 0;
+    for (let nl = chunk.indexOf(10); nl >= 0; nl = chunk.indexOf(10, at)) {
+      pending.push(chunk.subarray(at, nl));
+      yield line(pending);
+      pending = [];
+      at = nl + 1;
+    }
+    if (at < chunk.length) pending.push(chunk.subarray(at));
+  }
+  if (pending.length > 0) yield line(pending);
+}
+
 function test(argv: string[]): number {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(HELP);
+    return 0;
+  }
   if (argv.length === 0) {
     process.stderr.write("test: give one or more test files\n");
     return 2;
@@ -179,11 +247,16 @@ function test(argv: string[]): number {
 }
 
 function lint(argv: string[]): number {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { json: { type: "boolean" } },
-    allowPositionals: true,
-  });
+  const { values, positionals } = args(
+    argv,
+    { json: { type: "boolean" }, "volume-map": { type: "string", multiple: true } },
+    true,
+  );
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const volumes = volumeMap(values["volume-map"]);
   if (positionals.length === 0) {
     process.stderr.write("lint: give a policy file\n");
     return 2;
@@ -192,13 +265,13 @@ function lint(argv: string[]): number {
   for (const file of positionals) {
     let text: string;
     try {
-      text = readFileSync(file, "utf8");
+      text = readText(file);
     } catch (err) {
-      process.stderr.write(`${file}: ${(err as Error).message}\n`);
+      process.stderr.write(`${(err as Error).message}\n`);
       errors++;
       continue;
     }
-    const diags = lintPolicy(text, file);
+    const diags = lintPolicy(text, file, volumes);
     errors += diags.filter((d) => d.severity === "error").length;
     for (const d of diags) process.stdout.write(`${values.json ? JSON.stringify(d) : formatDiagnostic(d)}\n`);
     if (!values.json && diags.length === 0) process.stdout.write(`${file}: ok\n`);

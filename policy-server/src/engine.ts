@@ -38,6 +38,7 @@ export const DEFAULT_TTL_MS: Record<DecisionKind, number> = {
   redirect: 0,
 };
 export const DEFAULT_APPROVAL_TIMEOUT_MS = 120_000;
+const NO_SESSION = Object.freeze({});
 
 export interface EngineOptions {
   /** Default volume map (requests may bring their own). */
@@ -110,7 +111,10 @@ export class PolicyEngine {
       ctx = this.ctxByVolumes.get(input.volumes) ?? this.ctxFor(input.volumes);
     }
     const userSid = s?.userSid || this.userSid;
-    const session = this.sessions.get(s ?? {}, ctx, volumes.key);
+    // The default SID (CLI --user-sid) stands for a missing one in the session's templates too
+    // (${USERSID}, {{.UserSid}}), not only in HKCU.
+    const info = this.userSid !== undefined && !s?.userSid ? { ...s, userSid } : (s ?? NO_SESSION);
+    const session = this.sessions.get(info, ctx, volumes.key);
     const kind = input.kind;
     const c = canonicalize(kind, input.path, ctx, userSid);
     if (input.operation !== "rename") {

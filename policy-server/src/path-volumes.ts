@@ -35,6 +35,7 @@ export class VolumeMap {
 
   constructor(entries: Iterable<readonly [device: string, root: string]> = []) {
     const parts: string[] = [];
+    const deviceOf = new Map<string, string>();
     for (const [device, root] of entries) {
       const k = VolumeMap.deviceKey(device);
       const r = root.replace(/\//g, "\\").replace(/\\+$/, "");
@@ -43,6 +44,17 @@ export class VolumeMap {
           `volume map: root for ${device} must be a drive or folder like C: or C:\\mnt, got ${root}`,
         );
       }
+      // One volume, one root; one root, one volume: either way round, paths would be decided under a
+      // name that depends on which entry came last.
+      const R = upcase(r);
+      const had = this.map.get(k);
+      if (had !== undefined && upcase(had) !== R)
+        throw new Error(`volume map: ${device} is mapped to both ${had} and ${r}`);
+      const other = deviceOf.get(R);
+      if (other !== undefined && other !== k)
+        throw new Error(`volume map: ${r} is the root of both ${other} and ${VolumeMap.deviceKey(device)}`);
+      deviceOf.set(R, k);
+      if (had !== undefined) continue;
       this.map.set(k, r);
       if (k.startsWith("\\DEVICE\\")) {
         this.devices.set(k.slice(8), r);

@@ -50,16 +50,24 @@ describe("lint", () => {
   - {name: ws, paths: ['\${WORKSPACE}\\\\**'], operations: [read], decision: allow}
   - {name: any, paths: ['**'], operations: [read], decision: deny}
   - {name: after-any, paths: ['\${WORKSPACE}\\\\x'], operations: [read], decision: deny}
+  - {name: late-allow, paths: ['C:\\\\Users\\\\x\\\\y'], operations: [read], decision: allow}
 registry_rules:
   - {name: low, paths: ['HKLM\\\\SOFTWARE\\\\X\\\\k'], operations: [write], decision: deny}
   - {name: high, paths: ['HKLM\\\\SOFTWARE\\\\X\\\\*'], operations: [write], decision: allow, priority: 5}
 `);
     const sh = d.filter((x) => x.code === "shadowed").map((x) => x.message);
+    // A later rule stricter than the one that wins can still decide a path with 8.3 short names.
+    const shortNames =
+      /\(it can still decide a path with 8\.3 short names, which gets the stricter answer\)$/;
     expect(sh).toEqual([
-      expect.stringMatching(/rule "ssh" can never match: earlier rule "all" \(line 5\)/),
-      expect.stringMatching(/rule "after-any" can never match: earlier rule "ws"/),
-      expect.stringMatching(/rule "low" can never match: earlier rule "high".*priority/),
+      expect.stringMatching(
+        /rule "ssh" can never match a path written in full: earlier rule "all" \(line 5\)/,
+      ),
+      expect.stringMatching(/rule "after-any" can never match a path written in full: earlier rule "ws"/),
+      'rule "late-allow" can never match: earlier rule "all" (line 5) always wins',
+      expect.stringMatching(/rule "low" can never match: earlier rule "high".*\(priority, then order\)$/),
     ]);
+    expect(sh.map((m) => shortNames.test(m))).toEqual([true, true, false, false]);
   });
   it("ineffective settings", () => {
     const d = lintPolicy(`${head}file_rules:

@@ -6,9 +6,10 @@
 import { canonicalizePattern, compilePolicy, registryAlternatives } from "./engine-compile.js";
 import { compileGlob, globCovers, hasGlob } from "./match-glob.js";
 import { isFailure, type Kind } from "./path-types.js";
+import type { VolumeMap } from "./path-volumes.js";
 import type { Diagnostic, SourcePosition } from "./policy-error.js";
 import { parsePolicy } from "./policy-parse.js";
-import type { Policy, Rule } from "./policy-types.js";
+import { type Policy, type Rule, STRICTNESS } from "./policy-types.js";
 
 /** Variables become opaque stand-ins: only `**` (or `*` for the SID) covers them. */
 const OPAQUE: Record<string, string> = {
@@ -17,11 +18,11 @@ const OPAQUE: Record<string, string> = {
   USERSID: "S-1-0-0-__USERSID__",
 };
 
-export function lintPolicy(text: string, file?: string): Diagnostic[] {
+export function lintPolicy(text: string, file?: string, volumes?: VolumeMap): Diagnostic[] {
   const parsed = parsePolicy(text, file);
   const out = [...parsed.diagnostics];
   if (!parsed.policy) return out;
-  const compiled = compilePolicy(parsed.policy);
+  const compiled = compilePolicy(parsed.policy, { volumes });
   out.push(...compiled.diagnostics);
   if (compiled.diagnostics.some((d) => d.severity === "error")) return out;
   out.push(...warnings(parsed.policy, compiled.ranked));
@@ -93,10 +94,17 @@ function warnings(policy: Policy, ranked: Record<Kind, Rule[]>): Diagnostic[] {
       }
       if (allCovered && coveredBy) {
         const order = kind === "registry" ? " (priority, then order)" : "";
+        // A path with 8.3 short names gets the strictest rule that could match its long name
+        // (engine.ts, decideAmbiguous): there a stricter later rule still decides.
+        const stricter = kind === "file" && STRICTNESS[rule.decision] > STRICTNESS[coveredBy.decision];
+        const written = stricter ? " a path written in full" : "";
+        const still = stricter
+          ? " (it can still decide a path with 8.3 short names, which gets the stricter answer)"
+          : "";
         out.push(
           warn(
             rule.position,
-            `rule "${rule.name}" can never match: earlier rule "${coveredBy.name}" (line ${coveredBy.position.line}) always wins${order}`,
+            `rule "${rule.name}" can never match${written}: earlier rule "${coveredBy.name}" (line ${coveredBy.position.line}) always wins${order}${still}`,
             "shadowed",
           ),
         );

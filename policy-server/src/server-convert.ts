@@ -56,7 +56,12 @@ function volumes(req: CheckRequest): VolumeMap | undefined {
       throw invalid(`volumes[${i}].drive`, "must be a drive letter and colon such as C");
     entries.push([v.device, v.drive]);
   });
-  const map = new VolumeMap(entries);
+  let map: VolumeMap;
+  try {
+    map = new VolumeMap(entries);
+  } catch (err) {
+    throw invalid("volumes", (err as Error).message);
+  }
   if (volumeCache.size > 256) volumeCache.clear();
   volumeCache.set(key, map);
   return map;

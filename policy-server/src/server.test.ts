@@ -145,6 +145,18 @@ describe("gRPC via @grpc/grpc-js", () => {
         },
         "volumes[0].drive",
       ],
+      [
+        {
+          kind: Kind.FILE,
+          operation: Operation.READ,
+          path: "C:\\x",
+          volumes: [
+            { device: "\\Device\\HarddiskVolume3", drive: "C:" },
+            { device: "\\Device\\HarddiskVolume4", drive: "C:" },
+          ],
+        },
+        "volumes",
+      ],
     ];
     for (const [req, field] of cases) {
       const err = await unary(req).catch((e: grpc.ServiceError) => e);
