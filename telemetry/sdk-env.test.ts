@@ -3,7 +3,6 @@
 // (never a service that fails to start or telemetry that quietly does something else).
 import { spawnSync } from "node:child_process";
 import { createServer } from "node:net";
-import { diag } from "@opentelemetry/api";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { lightTracing } from "./light-trace.js";
 import { providersEpoch, startSdk, type Telemetry } from "./sdk.js";
