@@ -83,6 +83,35 @@ describe("agentsh-policy CLI", () => {
       0,
     );
   });
+  it("test: an inline policy's errors at the test file's lines; bad test files named by field", () => {
+    const write = (name: string, text: string) => {
+      const f = join(dir, name);
+      writeFileSync(f, text);
+      return f;
+    };
+    const inline = write(
+      "inline.test.yaml",
+      "policy:\n  version: 1\n  name: x\n  file_rules:\n    - name: a\n      paths: ['C:\\x']\n      operations: [wirte]\n      decision: allow\ncases:\n  - {operation: read, path: 'C:\\x', expect: allow}\n",
+    );
+    const r = run(["test", inline]);
+    expect(r.code).toBe(2);
+    expect(r.out).toContain(`${inline}:7:20: error: rule "a": operation must be one of`);
+    const policy = `policy: ${JSON.stringify(DEFAULT)}\n`;
+    const ok = "{operation: read, path: 'C:\\x', expect: allow}";
+    for (const [name, text, want] of [
+      ["list.test.yaml", "- a\n- b\n", "test file must be a mapping"],
+      ["session.test.yaml", `${policy}session: 5\ncases: [${ok}]\n`, "session: must be an object"],
+      ["sid.test.yaml", `${policy}user_sid: 5\ncases: [${ok}]\n`, "user_sid: must be a SID"],
+    ] as const) {
+      const t = run(["test", write(name, text)]);
+      expect(t.code, name).toBe(2);
+      expect(t.out, name).toContain(`ERROR ${join(dir, name)}: ${want}`);
+    }
+    const c = run(["test", write("case.test.yaml", `${policy}cases: [42, ${ok}]\n`)]);
+    expect(c.code).toBe(1);
+    expect(c.out).toMatch(/FAIL .*: case 1\n\s+cases\[0\]: must be a mapping, got 42\nPASS .*: case 2/);
+  });
+
   it("lint: errors exit 1, shadowed rules are warnings", () => {
     const p = join(dir, "l.yaml");
     writeFileSync(
@@ -108,10 +137,11 @@ describe("agentsh-policy CLI", () => {
     }
   });
 
-  it("check: --user-sid stands for a missing session SID in ${USERSID} and {{.UserSid}} too", () => {
+  it("check: --user-sid stands for a missing session SID in USERSID and {{.UserSid}} templates too", () => {
     const p = join(dir, "sid.yaml");
     writeFileSync(
       p,
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the policy's own ${USERSID} variable
       "version: 1\nname: sid\ndefault_action: deny\nregistry_rules:\n  - name: app\n    paths: ['HKU\\${USERSID}\\Software\\App\\**']\n    operations: [write]\n    decision: allow\n    message: 'sid={{.UserSid}}'\n",
     );
     const line = JSON.stringify({ kind: "registry", operation: "write", path: "HKCU\\Software\\App\\x" });

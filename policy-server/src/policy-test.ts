@@ -17,7 +17,7 @@
  */
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { parse as parseYaml, stringify } from "yaml";
+import { isNode, LineCounter, parseDocument } from "yaml";
 import { PolicyEngine } from "./engine.js";
 import { checkInputFromJson, decisionToJson, sessionFromJson, volumesFromJson } from "./engine-input.js";
 import { PolicyError } from "./policy-error.js";
@@ -39,12 +39,27 @@ const TOP = ["policy", "volumes", "session", "cases", "user_sid"];
 
 export function runTestFile(file: string): TestFileResult {
   let doc: Record<string, unknown>;
+  let inlinePolicy: string | undefined;
   try {
-    doc = parseYaml(readFileSync(file, "utf8")) as Record<string, unknown>;
+    const src = readFileSync(file, "utf8");
+    const lines = new LineCounter();
+    const parsed = parseDocument(src, { lineCounter: lines });
+    if (parsed.errors.length > 0) throw parsed.errors[0];
+    doc = parsed.toJS() as Record<string, unknown>;
+    // An inline policy is read from the test file's own text, where it is (the lines before it
+    // blank, its first line indented as in the file), so its diagnostics give the file's lines and
+    // columns.
+    const node =
+      parsed.contents && "get" in parsed.contents ? parsed.contents.get("policy", true) : undefined;
+    if (isNode(node) && node.range && typeof doc.policy === "object") {
+      const [start, end] = node.range;
+      const at = lines.linePos(start);
+      inlinePolicy = "\n".repeat(at.line - 1) + " ".repeat(at.col - 1) + src.slice(start, end);
+    }
   } catch (err) {
     return { file, error: `cannot read test file: ${(err as Error).message}`, cases: [] };
   }
-  if (typeof doc !== "object" || doc === null)
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc))
     return { file, error: "test file must be a mapping", cases: [] };
   const unknown = Object.keys(doc).filter((k) => !TOP.includes(k));
   if (unknown.length > 0)
@@ -53,16 +68,26 @@ export function runTestFile(file: string): TestFileResult {
   let defaults: ReturnType<typeof sessionFromJson> | undefined;
   try {
     const volumes = doc.volumes === undefined ? undefined : volumesFromJson(doc.volumes, "volumes");
-    const userSid = typeof doc.user_sid === "string" ? doc.user_sid : undefined;
+    if (doc.user_sid !== undefined && typeof doc.user_sid !== "string")
+      return { file, error: "user_sid: must be a SID (a string such as S-1-5-21-...)", cases: [] };
+    const userSid = doc.user_sid;
+    if (doc.session !== undefined) defaults = sessionFromJson(doc.session);
     if (typeof doc.policy === "string") {
       const p = resolve(dirname(file), doc.policy);
-      engine = PolicyEngine.fromText(readFileSync(p, "utf8"), { file: p, volumes, userSid });
-    } else if (typeof doc.policy === "object" && doc.policy !== null) {
-      engine = PolicyEngine.fromText(stringify(doc.policy), { file: `${file}#policy`, volumes, userSid });
+      let text: string;
+      try {
+        text = readFileSync(p, "utf8");
+      } catch (err) {
+        return { file, error: `policy: cannot read ${p}: ${(err as Error).message}`, cases: [] };
+      }
+      engine = PolicyEngine.fromText(text, { file: p, volumes, userSid });
+    } else if (inlinePolicy !== undefined && !Array.isArray(doc.policy)) {
+      engine = PolicyEngine.fromText(inlinePolicy, { file, volumes, userSid });
     } else return { file, error: "policy: must be a path or an inline mapping", cases: [] };
-    if (doc.session !== undefined) defaults = sessionFromJson(doc.session);
   } catch (err) {
-    return { file, error: err instanceof PolicyError ? err.format() : (err as Error).message, cases: [] };
+    // Policy errors carry their file, line and column; the test file's own fields are named.
+    if (err instanceof PolicyError && err.line !== undefined) return { file, error: err.format(), cases: [] };
+    return { file, error: (err as Error).message, cases: [] };
   }
   const cases = Array.isArray(doc.cases) ? doc.cases : [];
   if (cases.length === 0) return { file, error: "cases: must be a non-empty list", cases: [] };
@@ -71,6 +96,15 @@ export function runTestFile(file: string): TestFileResult {
     const rec = (c ?? {}) as Record<string, unknown>;
     const name = typeof rec.name === "string" ? rec.name : `case ${i + 1}`;
     const failures: string[] = [];
+    if (typeof c !== "object" || c === null || Array.isArray(c)) {
+      results.push({
+        file,
+        name,
+        ok: false,
+        failures: [`cases[${i}]: must be a mapping, got ${JSON.stringify(c)}`],
+      });
+      return;
+    }
     try {
       const { expect: expected, name: _n, ...req } = rec;
       const input = checkInputFromJson(req);
