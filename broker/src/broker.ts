@@ -45,9 +45,25 @@ export class Broker {
     readonly config: BrokerConfig,
     private readonly hooks: BrokerHooks = {},
   ) {
-    this.lib = loadFltLib(fltLibPath(config.driver.library || undefined));
+    try {
+      this.lib = loadFltLib(fltLibPath(config.driver.library || undefined));
+    } catch (e) {
+      throw new Error(
+        `driver.library: cannot load ${config.driver.library || "the default library"}: ${(e as Error).message}`,
+      );
+    }
     const tls = config.server.tls;
-    const read = (p: string) => (p ? readFileSync(p) : undefined);
+    const read = (p: string) => {
+      if (!p) return undefined;
+      try {
+        return readFileSync(p);
+      } catch (e) {
+        const key = p === tls.ca ? "server.tls.ca" : p === tls.cert ? "server.tls.cert" : "server.tls.key";
+        throw new Error(
+          `${key}: cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        );
+      }
+    };
     this.channel = new PolicyChannel({
       target:
         config.server.addresses.length === 1
@@ -146,7 +162,16 @@ export class Broker {
     // whatever it knew about this broker's sessions, so tell it again.
     this.volumes.refresh(this.lib);
     for (const s of this.sessions.list()) {
-      this.port.registerSession(s.token, s.rootPid, s.workspace);
+      // One session the driver refuses is reported and left out: it must not cost the connection
+      // (and with it every other session).
+      try {
+        this.port.registerSession(s.token, s.rootPid, s.workspace);
+      } catch (e) {
+        this.log(
+          `session ${s.token} (root pid ${s.rootPid}): the driver refused it: ${(e as Error).message}; unregister it`,
+        );
+        continue;
+      }
       if (!this.processCounts.has(s.token)) this.processCounts.set(s.token, 1);
     }
   }

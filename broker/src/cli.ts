@@ -176,4 +176,6 @@ async function run(cfg: ReturnType<typeof loadConfig>): Promise<void> {
   await broker.start();
 }
 
-await main(process.argv.slice(2));
+// Whatever stops the broker from starting (an option it does not know, a file it cannot read, a
+// library it cannot load) is one line naming it, not a stack trace.
+await main(process.argv.slice(2)).catch((e: Error) => fail(e.message));

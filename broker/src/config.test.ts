@@ -83,6 +83,52 @@ describe("broker config", () => {
     expect(problems(() => loadConfig(join(dir, "missing.yaml"), {}))[0]).toMatch(/cannot read/);
   });
 
+  it("numbers are decimal; a blank variable is unset", () => {
+    for (const v of ["0x3e8", "0b101", "0o10", "2e4", "1_000"])
+      expect(problems(() => loadConfig(undefined, { AGENTSH_DRIVER_TIMEOUT_MS: v }))).toEqual([
+        `environment AGENTSH_DRIVER_TIMEOUT_MS: driver.timeout_ms must be an integer, got "${v}"`,
+      ]);
+    expect(loadConfig(undefined, { AGENTSH_SERVER_BUDGET_MS: "  " }).server.budgetMs).toBe(4500);
+    expect(problems(() => loadConfig(file("n.yaml", 'server:\n  budget_ms: ""\n'), {}))[0]).toMatch(
+      /server\.budget_ms must be an integer, got ""/,
+    );
+  });
+
+  it("server addresses: host:port with a real port, IPv6 in brackets, one kind of list, none twice", () => {
+    const bad: [string, RegExp][] = [
+      ["127.0.0.1", /"127\.0\.0\.1" must be host:port/],
+      ["127.0.0.1:0", /port 0 is not within 1\.\.65535/],
+      ["127.0.0.1:70000", /port 70000 is not within/],
+      ["::1:7443", /an IPv6 address needs brackets/],
+      ["10.0.0.1:7443,10.0.0.1:7443", /"10\.0\.0\.1:7443" is listed twice/],
+      ["a.example:7443,b.example:7443", /all IPv4 or all IPv6/],
+    ];
+    for (const [v, why] of bad) {
+      const ps = problems(() => loadConfig(undefined, { AGENTSH_SERVER_ADDRESSES: v }));
+      expect(ps, v).toEqual([expect.stringMatching(why)]);
+      expect(ps[0]).toMatch(/^environment AGENTSH_SERVER_ADDRESSES: server\.addresses /);
+    }
+    expect(problems(() => loadConfig(file("s.yaml", "server:\n  addresses: [a:1, null]\n"), {}))[0]).toMatch(
+      /server\.addresses must be a list of strings/,
+    );
+    for (const v of [
+      "[::1]:7443",
+      "dns:///policy.example:7443",
+      "10.0.0.1:1,10.0.0.2:65535",
+      "[::1]:1,[::2]:2",
+    ])
+      expect(loadConfig(undefined, { AGENTSH_SERVER_ADDRESSES: v }).server.addresses.join(","), v).toBe(v);
+  });
+
+  it("api.socket is a path, not a port", () => {
+    expect(problems(() => loadConfig(undefined, { AGENTSH_API_SOCKET: "17443" }))).toEqual([
+      "environment AGENTSH_API_SOCKET: api.socket must be a socket path or pipe name, not a port (17443)",
+    ]);
+    expect(problems(() => loadConfig(file("k.yaml", 'api:\n  socket: " "\n'), {}))[0]).toMatch(
+      /api\.socket must be a socket path or pipe name/,
+    );
+  });
+
   it("every key has an environment name", () => {
     for (const k of KEYS) expect(envName(k.path)).toMatch(/^AGENTSH_[A-Z_]+$/);
   });

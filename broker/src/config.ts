@@ -14,6 +14,8 @@ interface KeySpec {
   min?: number;
   max?: number;
   values?: readonly string[];
+  /** More checks of a coerced value: why it is wrong, or undefined. */
+  check?: (value: never) => string | undefined;
   help: string;
 }
 
@@ -26,6 +28,7 @@ export const KEYS: readonly KeySpec[] = [
     path: "server.addresses",
     kind: "list",
     def: ["127.0.0.1:7443"],
+    check: checkAddresses,
     help: "policy-server replicas (host:port list or dns:///name:port)",
   },
   {
@@ -164,6 +167,12 @@ export const KEYS: readonly KeySpec[] = [
     path: "api.socket",
     kind: "string",
     def: DEFAULT_SOCKET,
+    check: (v: string) =>
+      v.trim() === ""
+        ? "must be a socket path or pipe name"
+        : /^\d+$/.test(v.trim())
+          ? `must be a socket path or pipe name, not a port (${v})`
+          : undefined,
     help: "local sessions API (Unix socket / named pipe)",
   },
   {
@@ -251,12 +260,18 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
   for (const k of KEYS) {
     const name = envName(k.path);
     const v = env[name];
-    if (v !== undefined && v !== "") raw.set(k.path, { value: v, where: `environment ${name}` });
+    // Blank is unset, as an empty variable is.
+    if (v !== undefined && v.trim() !== "") raw.set(k.path, { value: v, where: `environment ${name}` });
   }
   const out: Record<string, unknown> = {};
   for (const k of KEYS) {
     const r = raw.get(k.path);
-    const value = r ? coerce(k, r.value, r.where, problems) : k.def;
+    let value = r ? coerce(k, r.value, r.where, problems) : k.def;
+    const why = r && value !== k.def ? k.check?.(value as never) : undefined;
+    if (why !== undefined) {
+      problems.push(`${r!.where}: ${k.path} ${why}`);
+      value = k.def;
+    }
     setPath(out, k.path.split(".").map(camel), value);
   }
   const cfg = out as unknown as BrokerConfig;
@@ -319,7 +334,11 @@ function coerce(k: KeySpec, value: unknown, where: string, problems: string[]): 
   };
   switch (k.kind) {
     case "int": {
-      const n = typeof value === "string" ? Number(value.trim()) : value;
+      // Decimal digits only: Number() would also take "", "0x10", "0b1" and "2e4".
+      const text = typeof value === "string" ? value.trim() : undefined;
+      if (text !== undefined && !/^-?\d+$/.test(text))
+        return bad(`must be an integer, got ${JSON.stringify(value)}`);
+      const n = text !== undefined ? Number(text) : value;
       if (typeof n !== "number" || !Number.isInteger(n))
         return bad(`must be an integer, got ${JSON.stringify(value)}`);
       if ((k.min !== undefined && n < k.min) || (k.max !== undefined && n > k.max)) {
@@ -334,6 +353,8 @@ function coerce(k: KeySpec, value: unknown, where: string, problems: string[]): 
       return s;
     }
     case "list": {
+      if (Array.isArray(value) && value.some((x) => typeof x !== "string" && typeof x !== "number"))
+        return bad(`must be a list of strings, got ${JSON.stringify(value)}`);
       const list = Array.isArray(value)
         ? value.map(String)
         : typeof value === "string"
@@ -353,6 +374,34 @@ function coerce(k: KeySpec, value: unknown, where: string, problems: string[]): 
         return bad(`must be a string, got ${JSON.stringify(value)}`);
       return String(value);
   }
+}
+
+/**
+ * server.addresses: `dns:///name:port`, or `host:port` with an IPv4 address, a bracketed IPv6 one
+ * or a name, the port 1..65535; several only as all IPv4 or all IPv6 (one grpc-js target, see
+ * targetOf in relay/relay-grpc.ts), none twice.
+ */
+function checkAddresses(list: string[]): string | undefined {
+  if (list.length === 0) return "must name at least one policy server";
+  for (const a of list) {
+    const m = /^(?:dns:\/\/\/)?(\[[0-9A-Fa-f:.]+\]|[^:[\]\s]+):(\d+)$/.exec(a);
+    if (!m) {
+      if (/^[0-9A-Fa-f]*:[0-9A-Fa-f]*:/.test(a))
+        return `"${a}": an IPv6 address needs brackets, as [::1]:7443`;
+      return `"${a}" must be host:port (or dns:///name:port)`;
+    }
+    const port = Number(m[2]);
+    if (port < 1 || port > 65535) return `"${a}": port ${m[2]} is not within 1..65535`;
+  }
+  const dup = list.find((a, i) => list.indexOf(a) !== i);
+  if (dup !== undefined) return `"${dup}" is listed twice`;
+  if (list.length > 1) {
+    const v4 = list.every((a) => /^\d+\.\d+\.\d+\.\d+:\d+$/.test(a));
+    const v6 = list.every((a) => /^\[[0-9A-Fa-f:.]+\]:\d+$/.test(a));
+    if (!v4 && !v6)
+      return "lists several servers: they must be all IPv4 or all IPv6 addr:port; use one DNS name (dns:///name:port) for a named fleet";
+  }
+  return undefined;
 }
 
 function setPath(obj: Record<string, unknown>, parts: string[], value: unknown): void {

@@ -43,10 +43,9 @@ export function toInfo(s: Session, processCount: number): SessionInfo {
 
 function asConnectError(e: unknown): ConnectError {
   if (e instanceof SessionError) {
-    return new ConnectError(
-      e.message,
-      /already|no session/.test(e.message) ? Code.FailedPrecondition : Code.InvalidArgument,
-    );
+    const code =
+      e.kind === "exists" ? Code.AlreadyExists : e.kind === "missing" ? Code.NotFound : Code.InvalidArgument;
+    return new ConnectError(e.message, code);
   }
   return new ConnectError((e as Error).message, Code.Unavailable);
 }
