@@ -328,6 +328,76 @@ registry_rules:
       }),
     ).toMatchObject({ decision: "deny", decidedSide: "destination", mitre: "T1547.001" });
   });
+  it("a sibling name is next to the key, whether the source ends with \\ or not", () => {
+    for (const path of [
+      "HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\MyApp",
+      "HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\MyApp\\",
+    ]) {
+      const d = e.decide({ kind: "registry", operation: "rename", path, renameDest: "RunOnce", session });
+      expect(d, path).toMatchObject({ decision: "deny", mitre: "T1547.001" });
+      expect(d.renamePaths?.destination).toBe(
+        `HKU\\${SID}\\Software\\Microsoft\\Windows\\CurrentVersion\\RunOnce`,
+      );
+    }
+  });
+});
+
+describe("rename of what holds a high-risk location", () => {
+  const e = PolicyEngine.fromText(
+    `${base}
+default_action: deny
+file_rules:
+  - {name: users, paths: ['C:\\Users\\**'], operations: ['*'], decision: allow}
+registry_rules:
+  - {name: sw, paths: ['HKCU\\Software\\**'], operations: ['*'], decision: allow}
+`.replace("default_action: allow\n", ""),
+  );
+  const startMenu = "C:\\Users\\bob\\AppData\\Roaming\\Microsoft\\Windows\\Start Menu";
+  it("moving it away or moving a folder into its place is the high-risk location's", () => {
+    for (const [path, renameDest, side] of [
+      [startMenu, `${startMenu}.old`, "source"],
+      ["C:\\Users\\bob\\staging", startMenu, "destination"],
+    ] as const) {
+      const d = check(e, { operation: "rename", path, renameDest });
+      expect(d, path).toMatchObject({
+        decision: "deny",
+        rule: "builtin:high-risk",
+        mitre: "T1547.001",
+        decidedSide: side,
+      });
+      expect(d.reason).toMatch(/^it holds Startup Folder, which a rename moves; rule "users" allows it/);
+    }
+    const key = (path: string, renameDest: string) =>
+      e.decide({ kind: "registry", operation: "rename", path, renameDest, session });
+    expect(key("HKCU\\Software\\Microsoft\\Windows\\CurrentVersion", "CurrentVersion.old")).toMatchObject({
+      decision: "deny",
+      mitre: "T1547.001",
+    });
+    expect(key("HKCU\\Software\\Microsoft\\Windows\\Staging", "CurrentVersion")).toMatchObject({
+      decision: "deny",
+      decidedSide: "destination",
+    });
+  });
+  it("not other renames, nor writes next to it, nor every folder (the Startup pattern starts with **)", () => {
+    for (const [path, renameDest] of [
+      ["C:\\Users\\bob\\a.txt", "C:\\Users\\bob\\b.txt"],
+      ["C:\\Users\\bob\\projects", "C:\\Users\\bob\\work"],
+    ] as const)
+      expect(check(e, { operation: "rename", path, renameDest })).toMatchObject({
+        decision: "allow",
+        mitre: "",
+      });
+    expect(check(e, { path: `${startMenu}\\x.txt` })).toMatchObject({ decision: "allow", mitre: "" });
+    expect(
+      e.decide({
+        kind: "registry",
+        operation: "rename",
+        path: "HKCU\\Software\\Vendor",
+        renameDest: "V2",
+        session,
+      }),
+    ).toMatchObject({ decision: "allow", mitre: "" });
+  });
 });
 
 describe("rule order, priority, globs, ttl, monitor", () => {

@@ -120,15 +120,20 @@ export class PolicyEngine {
     if (input.operation !== "rename") {
       return this.finish(this.side(kind, input.operation, input.path, c, session), input, session);
     }
-    const src = this.side(kind, "rename", input.path, c, session);
+    // A rename moves what is below the source too: both sides are also checked as ancestors of the
+    // built-in high-risk locations (renaming ...\CurrentVersion moves its Run key).
+    const src = this.side(kind, "rename", input.path, c, session, true);
     let destRaw = input.renameDest ?? "";
     if (kind === "registry" && destRaw !== "" && !destRaw.includes("\\")) {
-      destRaw = input.path.slice(0, input.path.lastIndexOf("\\") + 1) + destRaw;
+      // A new name for the key: its parent is the source's, as canonicalised (a trailing "\" on the
+      // source names the same key, not a parent).
+      const from = isFailure(c) ? input.path.replace(/\\+$/, "") : c.display;
+      destRaw = from.slice(0, from.lastIndexOf("\\") + 1) + destRaw;
     }
     // The destination is checked for write and for create: one canonical form for both.
     const dest = canonicalize(kind, destRaw, ctx, userSid);
-    const dw = this.side(kind, "write", destRaw, dest, session);
-    const dc = this.side(kind, "create", destRaw, dest, session);
+    const dw = this.side(kind, "write", destRaw, dest, session, true);
+    const dc = this.side(kind, "create", destRaw, dest, session, true);
     const dst = STRICTNESS[dc.decision] > STRICTNESS[dw.decision] ? dc : dw;
     const useDst = STRICTNESS[dst.decision] > STRICTNESS[src.decision];
     const d = this.finish(useDst ? dst : src, input, session, useDst ? "destination" : "source");
@@ -150,7 +155,14 @@ export class PolicyEngine {
   }
 
   /** One side of a decision: the path `raw` (canonical form `c`) for `op`. */
-  private side(kind: Kind, op: Operation, raw: string, c: CanonicalResult, session: SessionMatchers): Side {
+  private side(
+    kind: Kind,
+    op: Operation,
+    raw: string,
+    c: CanonicalResult,
+    session: SessionMatchers,
+    ancestors = false,
+  ): Side {
     if (isFailure(c)) {
       return {
         decision: "deny",
@@ -206,12 +218,17 @@ export class PolicyEngine {
     const hr = kind === "file" ? cp.highRisk.file : cp.highRisk.registry;
     let hid = -1;
     let hrGuess = false;
+    let above = false;
     if (hr.size > 0) {
       if (c.shortNames === undefined) hid = hr.match(c.keys);
       else {
         const m = highRiskAmbiguous(hr, c);
         hid = m?.id ?? -1;
         hrGuess = m !== undefined && !m.exact;
+      }
+      if (hid < 0 && ancestors) {
+        hid = hr.matchBelow(c.keys);
+        above = hid >= 0;
       }
     }
     if (hid >= 0) {
@@ -220,9 +237,10 @@ export class PolicyEngine {
       risk = h.name;
       if (op !== "read" && (decision === "allow" || decision === "audit") && !rule?.allowHighRisk) {
         escalated = true;
+        const what = above ? `it holds ${h.name}, which a rename moves; ` : "";
         reason = rule
-          ? `rule "${rule.name}" ${decision}s it without allow_high_risk`
-          : `default_action ${decision}s it; high-risk locations need a rule with allow_high_risk`;
+          ? `${what}rule "${rule.name}" ${decision}s it without allow_high_risk`
+          : `${what}default_action ${decision}s it; high-risk locations need a rule with allow_high_risk`;
         decision = "deny";
         ruleName = "builtin:high-risk";
       }

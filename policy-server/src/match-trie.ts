@@ -33,6 +33,12 @@ class Node {
   term = NONE;
   termId = -1;
   min = NONE;
+  /** The entry of lowest rank in the subtree (-1: none). */
+  minId = -1;
+  /** Rank and id of the best entry strictly below this node through a literal or glob child (not
+   * through `**`, which also matches nothing): what a path ending here is an ancestor of. */
+  belowMin = NONE;
+  belowId = -1;
   /** Fewest and most further components a match below this node consumes (most: Infinity with `**`). */
   minLen = 0;
   maxLen = 0;
@@ -159,6 +165,38 @@ export class Trie {
       if ((bits[b >> 5]! & (1 << (b & 31))) !== 0 && this.anchors!.has(k)) return true;
     }
     return false;
+  }
+
+  /**
+   * The best entry that lies strictly below the path `keys` (keys name an ancestor of what it
+   * matches), through at least one literal or glob component after the last `**`: an ancestor of
+   * `**\\AppData\\...\\Startup` is a path ending inside `AppData\\...`, not every folder. -1 when none.
+   */
+  matchBelow(keys: readonly string[]): number {
+    this.bestRank = NONE;
+    this.bestId = -1;
+    this.walkBelow(this.root, keys, 0, true);
+    return this.bestId;
+  }
+
+  private walkBelow(n: Node, keys: readonly string[], i: number, atStar: boolean): void {
+    if (i === keys.length) {
+      if (!atStar && n.belowMin < this.bestRank) {
+        this.bestRank = n.belowMin;
+        this.bestId = n.belowId;
+      }
+      return;
+    }
+    const c = keys[i]!;
+    const lit = n.lit?.get(c);
+    if (lit !== undefined) this.walkBelow(lit, keys, i + 1, false);
+    if (n.ext !== null) {
+      const dot = lastDot(c);
+      const ch = dot >= 0 ? n.ext.get(c.slice(dot + 1)) : undefined;
+      if (ch !== undefined) this.walkBelow(ch, keys, i + 1, false);
+    }
+    if (n.globs !== null) for (const g of n.globs) if (g.test(c)) this.walkBelow(g.node, keys, i + 1, false);
+    if (n.star !== null) for (let j = i; j <= keys.length; j++) this.walkBelow(n.star, keys, j, true);
   }
 
   /** Rank of the entry returned by the last `match`. */
@@ -332,10 +370,19 @@ function lenBit(len: number): number {
 
 function fin(n: Node): number {
   let m = n.term;
+  let mid = n.termId;
   let lo = n.term !== NONE ? 0 : NONE;
   let hi = n.term !== NONE ? 0 : -1;
   const child = (c: Node, consumed: number, unbounded: boolean): void => {
-    m = Math.min(m, fin(c));
+    const cm = fin(c);
+    if (cm < m) {
+      m = cm;
+      mid = c.minId;
+    }
+    if (!unbounded && cm < n.belowMin) {
+      n.belowMin = cm;
+      n.belowId = c.minId;
+    }
     if (c.min === NONE) return;
     lo = Math.min(lo, c.minLen + consumed);
     hi = Math.max(hi, unbounded ? NONE : Math.min(NONE, c.maxLen + consumed));
@@ -354,6 +401,7 @@ function fin(n: Node): number {
   if (n.globs) for (const g of n.globs) child(g.node, 1, false);
   if (n.star) child(n.star, 0, true);
   n.min = m;
+  n.minId = mid;
   n.minLen = lo === NONE ? 0 : lo;
   n.maxLen = Math.max(hi, 0);
   return m;

@@ -51,6 +51,12 @@ describe("file paths: every spelling of C:\\Users\\dev\\.ssh\\id_rsa is one obje
     "\\\\0x7f.0.0.1\\c$\\Users\\dev\\.ssh\\id_rsa",
     "\\\\[::1]\\c$\\Users\\dev\\.ssh\\id_rsa",
     "\\\\0--1.ipv6-literal.net\\c$\\Users\\dev\\.ssh\\id_rsa",
+    "\\\\0-0-0-0-0-0-0-1.ipv6-literal.net\\c$\\Users\\dev\\.ssh\\id_rsa",
+    "\\\\--1.ipv6-literal.net\\c$\\Users\\dev\\.ssh\\id_rsa",
+    "\\\\0--1s1.ipv6-literal.net\\c$\\Users\\dev\\.ssh\\id_rsa",
+    "\\\\0--ffff-7f00-1.ipv6-literal.net\\c$\\Users\\dev\\.ssh\\id_rsa",
+    "\\\\[0:0:0:0:0:0:0:1]\\c$\\Users\\dev\\.ssh\\id_rsa",
+    "\\\\[::ffff:127.0.0.1]\\c$\\Users\\dev\\.ssh\\id_rsa",
     "\\\\build01\\C$\\Users\\dev\\.ssh\\id_rsa",
     "\\\\localhost.\\C$\\Users\\dev\\.ssh\\id_rsa",
     "\\\\?\\UNC\\localhost\\C$\\Users\\dev\\.ssh\\id_rsa",
@@ -75,6 +81,14 @@ describe("file paths: other roots", () => {
     expect(keys("\\\\server.\\share\\dir\\f.txt")).toBe(want);
     // a non-admin share on this machine stays a UNC path
     expect(keys("\\\\localhost\\projects\\x")).toBe("\\\\\\LOCALHOST\\PROJECTS\\X");
+    // another IPv6 host is another machine
+    expect(keys("\\\\[::2]\\c$\\x")).toBe("\\\\\\[::2]\\C$\\X");
+    // ADMIN$ and PRINT$ of this machine are folders of its Windows directory: refused, named
+    expect(error("\\\\localhost\\ADMIN$\\System32\\Tasks\\evil")).toMatch(
+      /\\\\localhost\\ADMIN\$ is a folder of this machine's Windows directory: use its local path/,
+    );
+    expect(error("\\\\[::1]\\print$\\x")).toMatch(/Windows directory/);
+    expect(keys("\\\\fileserver\\ADMIN$\\x")).toBe("\\\\\\FILESERVER\\ADMIN$\\X");
   });
   it("mount folder and volume GUID from the volume map", () => {
     expect(keys("\\Device\\HarddiskVolume5\\a\\b")).toBe("D:\\MNT\\DATA\\A\\B");

@@ -69,6 +69,16 @@ registry_rules:
     ]);
     expect(sh.map((m) => shortNames.test(m))).toEqual([true, true, false, false]);
   });
+  it("an allow on WOW6432Node also allows the 64-bit keys: said", () => {
+    const d = lintPolicy(`${head}registry_rules:
+  - {name: w, paths: ['HKLM\\\\SOFTWARE\\\\WOW6432Node\\\\**'], operations: [write], decision: allow}
+  - {name: d, paths: ['HKLM\\\\SOFTWARE\\\\Wow6432Node\\\\X'], operations: [write], decision: deny}
+`);
+    expect(d.map((x) => x.message)).toEqual([
+      'rule "w": pattern "HKLM\\\\SOFTWARE\\\\WOW6432Node\\\\**": WOW6432Node names the same keys as the 64-bit view here, so this rule also allows "HKLM\\\\SOFTWARE\\\\**"',
+      expect.stringMatching(/rule "d" can never match/),
+    ]);
+  });
   it("ineffective settings", () => {
     const d = lintPolicy(`${head}file_rules:
   - {name: a, paths: ['C:\\\\PROGRA~1\\\\x'], operations: [read], decision: allow, timeout: 1m}

@@ -75,6 +75,18 @@ function warnings(policy: Policy, ranked: Record<Kind, Rule[]>): Diagnostic[] {
     const rules = ranked[kind];
     const keys = rules.map((r) => r.paths.map((p) => ({ p, alts: patternKeys(kind, p.text) })));
     rules.forEach((rule, ri) => {
+      // Requests reach the 32-bit view's keys under either name, so WOW6432Node is folded into the
+      // 64-bit key for patterns as well: a rule that lets through "...\WOW6432Node\..." lets
+      // through the 64-bit keys too.
+      if (kind === "registry" && rule.decision !== "deny" && rule.decision !== "approve")
+        for (const p of rule.paths)
+          if (/\\wow6432node(\\|$)/i.test(p.text))
+            out.push(
+              warn(
+                p.position,
+                `rule "${rule.name}": pattern "${p.text}": WOW6432Node names the same keys as the 64-bit view here, so this rule also ${rule.decision}s "${p.text.replace(/\\+wow6432node(?=\\|$)/i, "")}"`,
+              ),
+            );
       let coveredBy: Rule | undefined;
       let allCovered = true;
       for (const op of rule.operations) {
