@@ -92,6 +92,18 @@ describe("file paths: other roots", () => {
   });
   it("mount folder and volume GUID from the volume map", () => {
     expect(keys("\\Device\\HarddiskVolume5\\a\\b")).toBe("D:\\MNT\\DATA\\A\\B");
+    expect(canonicalizeFile("\\Device\\HarddiskVolume5\\a\\b", ctx)).toMatchObject({
+      display: "D:\\mnt\\data\\a\\b",
+    });
+    // the folder is the volume's root: `..` does not climb out of it (nor out of a GUID-named one)
+    expect(error("\\Device\\HarddiskVolume5\\..\\other\\x")).toMatch(/'\.\.' climbs above the root/);
+    expect(keys("\\Device\\HarddiskVolume5\\a\\..\\b")).toBe("D:\\MNT\\DATA\\B");
+    // a ~ or a ? in the path is still seen with a folder root
+    expect(keys("\\Device\\HarddiskVolume5\\PROGRA~1\\x")).toBe("D:\\MNT\\DATA\\PROGRA~1\\X");
+    expect(canonicalizeFile("\\Device\\HarddiskVolume5\\PROGRA~1\\x", ctx)).toMatchObject({
+      shortNames: [3],
+    });
+    expect(error("\\Device\\HarddiskVolume5\\a?b")).toMatch(/invalid character/);
     expect(keys("\\device\\harddiskvolume3\\a")).toBe("C:\\A");
     expect(keys("\\\\?\\Volume{0D3F5C2E-1111-2222-3333-444455556666}\\x")).toBe("E:\\X");
     expect(keys("\\??\\Volume{0d3f5c2e-1111-2222-3333-444455556666}\\x")).toBe("E:\\X");

@@ -51,7 +51,7 @@
  *   open with the target's name after a reparse, so the target is checked on its own.
  */
 import { type CanonicalResult, componentBounds, isFailure } from "./path-types.js";
-import { upcase, upcaseScanned } from "./path-upcase.js";
+import { upcaseScanned } from "./path-upcase.js";
 import { type VolumeMap, volumeNumber } from "./path-volumes.js";
 
 export interface FileContext {
@@ -123,11 +123,6 @@ CLASS[126] = TILDE;
 /** Of the path being canonicalised: any invalid character, any '~'. */
 let anyBad = false;
 let anyTilde = false;
-
-function scanRest(q: string, pattern: boolean): void {
-  anyBad = hasBadChar(q, pattern);
-  anyTilde = q.includes("~");
-}
 
 /** End of the component starting at `at` (the next `\` or the end). */
 function segEnd(p: string, at: number): number {
@@ -310,10 +305,13 @@ function mapped(
     const drive = DRIVES[root.charCodeAt(0)] ?? root;
     return components(p, up, at, drive, drive, pattern, true);
   }
-  // A folder (mount point): rare, read as a new path so `..` may climb out of the folder as before.
-  const q = `${root}\\${p.slice(at)}`;
-  scanRest(q, pattern);
-  return fromRoot(q, upcase(q), 0, ctx, pattern, depth + 1);
+  // A folder (mount point): the volume's root is the folder, so `..` cannot climb out of it, as it
+  // cannot above a drive (the folder's name is the volume map's, canonicalised as a path).
+  const [bad, tilde] = [anyBad, anyTilde]; // of `p`, which canonicalising the folder's name resets
+  const folder = canonicalizeFile(root, ctx);
+  [anyBad, anyTilde] = [bad, tilde];
+  if (isFailure(folder)) return fail(`volume map: mount folder ${root}: ${folder.error}`);
+  return components(p, up, at, folder.keys, folder.display, pattern, false);
 }
 
 /** `server\share\rest`, after `\\`, `\\?\UNC\` or a redirector device. */
