@@ -36,6 +36,8 @@ describe("file paths: every spelling of C:\\Users\\dev\\.ssh\\id_rsa is one obje
     "\\??\\GLOBALROOT\\Device\\HarddiskVolume3\\Users\\dev\\.ssh\\id_rsa",
     "\\\\?\\GLOBALROOT\\Device\\HarddiskVolume3\\Users\\dev\\.ssh\\id_rsa",
     "\\Device\\HarddiskVolume3\\Users\\dev\\.ssh\\id_rsa",
+    "\\\\.\\HarddiskVolume3\\Users\\dev\\.ssh\\id_rsa",
+    "\\??\\HarddiskVolume3\\Users\\dev\\.ssh\\id_rsa",
     "\\device\\harddiskvolume3\\Users\\dev\\.ssh\\id_rsa",
     "C:\\Users\\dev\\.ssh\\id_rsa::$DATA",
     "C:\\Users\\dev\\.ssh\\id_rsa:hidden:$DATA",
@@ -166,6 +168,8 @@ describe("file paths that are denied with a reason", () => {
     ["\\\\?\\C:", /raw volume/],
     ["\\Device\\HarddiskVolume3", /raw volume/],
     ["\\\\.\\PhysicalDrive0", /raw disk/],
+    ["\\\\.\\HarddiskVolume3", /raw volume/],
+    ["\\\\.\\HarddiskVolume9\\x", /not in the volume map/],
     ["\\Device\\Harddisk0\\DR0", /raw disk/],
     ["\\Device\\HarddiskVolume9\\x", /not in the volume map/],
     // Object names are exact: HarddiskVolume03 is not HarddiskVolume3.

@@ -212,7 +212,10 @@ function dosDevice(
     const root = ctx.volumes?.lookup(head);
     return mapped(root, head, head, e < p.length, p, up, next, ctx, pattern, depth);
   }
-  if (/^(PHYSICALDRIVE\d+|HARDDISK\d+|HARDDISKVOLUME\d+|CDROM\d+|TAPE\d+)$/.test(head)) {
+  // HarddiskVolumeN here is the \GLOBAL?? link to \Device\HarddiskVolumeN: the same volume (and
+  // without a path after it, the volume itself).
+  if (/^HARDDISKVOLUME\d+$/.test(head)) return device(p, up, at, ctx, pattern, depth + 1);
+  if (/^(PHYSICALDRIVE\d+|HARDDISK\d+|CDROM\d+|TAPE\d+)$/.test(head)) {
     return fail(`raw disk access (${head}) bypasses file policy`);
   }
   return fail(`device namespace path "${head}" is not a file on a volume`);

@@ -54,6 +54,12 @@ describe("registry: user hives", () => {
     expect(keys("HKCU\\Software\\Classes\\CLSID\\{x}\\InprocServer32")).toBe(want);
     expect(keys(`\\REGISTRY\\USER\\${SID}_Classes\\CLSID\\{x}\\InprocServer32`)).toBe(want);
     expect(keys(`HKU\\${SID}\\SOFTWARE\\Classes\\Wow6432Node\\CLSID\\{x}\\InprocServer32`)).toBe(want);
+    // the aliases combine: Software\Wow6432Node\Classes is Software\Classes
+    expect(keys("HKCU\\Software\\Wow6432Node\\Classes\\CLSID\\{x}\\InprocServer32")).toBe(want);
+    expect(keys("HKCU\\Software\\Wow6432Node\\Classes\\Wow6432Node\\CLSID\\{x}\\InprocServer32")).toBe(want);
+    expect(keys("HKLM\\SOFTWARE\\Wow6432Node\\Classes\\Wow6432Node\\CLSID\\{x}")).toBe(
+      "HKLM\\SOFTWARE\\CLASSES\\CLSID\\{X}",
+    );
     expect(keys("HKEY_CURRENT_USER_LOCAL_SETTINGS\\x")).toBe(`HKU\\${SID}_CLASSES\\LOCAL SETTINGS\\X`);
   });
   it(".DEFAULT is LocalSystem's hive", () => {

@@ -281,23 +281,18 @@ function applyAliases(keys: string[], shown: string[]): void {
       keys[1] = "S-1-5-18";
       shown[1] = "S-1-5-18";
     }
-    if (keys[2] === "SOFTWARE" && keys[3] === "CLASSES" && !keys[1]!.endsWith("_CLASSES")) {
+    // In turn, so that they combine: Software\Wow6432Node\Classes is Software\Classes, which is
+    // <SID>_Classes, whose Wow6432Node is itself.
+    const classes = keys[1]!.endsWith("_CLASSES");
+    if (!classes && keys[2] === "SOFTWARE" && isWow(keys[3])) drop(keys, shown, 3, 1);
+    if (!classes && keys[2] === "SOFTWARE" && keys[3] === "CLASSES") {
       keys[1] += "_CLASSES";
       shown[1] += "_Classes";
       drop(keys, shown, 2, 2);
     }
-    if (keys[1]!.endsWith("_CLASSES")) {
-      if (isWow(keys[2])) {
-        drop(keys, shown, 2, 1);
-      }
-    } else if (keys[2] === "SOFTWARE" && isWow(keys[3])) {
-      drop(keys, shown, 3, 1);
-    }
+    if (keys[1]!.endsWith("_CLASSES") && isWow(keys[2])) drop(keys, shown, 2, 1);
   } else if (keys[0] === "HKLM" && keys[1] === "SOFTWARE") {
-    if (isWow(keys[2])) {
-      drop(keys, shown, 2, 1);
-    } else if (keys[2] === "CLASSES" && isWow(keys[3])) {
-      drop(keys, shown, 3, 1);
-    }
+    if (isWow(keys[2])) drop(keys, shown, 2, 1);
+    if (keys[2] === "CLASSES" && isWow(keys[3])) drop(keys, shown, 3, 1);
   }
 }
