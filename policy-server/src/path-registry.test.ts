@@ -15,6 +15,23 @@ function error(p: string, c: RegistryContext = ctx): string {
   return r.error;
 }
 
+describe("registry: HKCC", () => {
+  it("is the current hardware profile, whatever its number in the path the kernel reports", () => {
+    const want = "HKLM\\SYSTEM\\CURRENTCONTROLSET\\HARDWARE PROFILES\\CURRENT\\SOFTWARE\\FONTS\\X";
+    expect(keys("HKCC\\Software\\Fonts\\x")).toBe(want);
+    expect(
+      keys("\\REGISTRY\\MACHINE\\SYSTEM\\ControlSet001\\Hardware Profiles\\0001\\Software\\Fonts\\x"),
+    ).toBe(want);
+    expect(keys("HKLM\\SYSTEM\\CurrentControlSet\\Hardware Profiles\\Current\\Software\\Fonts\\x")).toBe(
+      want,
+    );
+    const r = canonicalizeRegistry("HKLM\\SYSTEM\\ControlSet002\\Hardware Profiles\\0001\\Software", ctx);
+    expect(r).toMatchObject({
+      display: "HKLM\\SYSTEM\\CurrentControlSet\\Hardware Profiles\\Current\\Software",
+    });
+  });
+});
+
 describe("registry: HKLM forms", () => {
   const want = "HKLM\\SOFTWARE\\MICROSOFT\\WINDOWS\\CURRENTVERSION\\RUN";
   for (const p of [

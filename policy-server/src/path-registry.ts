@@ -207,6 +207,7 @@ export function canonicalizeRegistryFor(
   // from slices (HKCC's root already names CurrentControlSet). The other aliases drop or merge
   // names: needsAlias / applyAliases.
   let renamed = -1;
+  let profile = -1;
   if (
     rootKeys === HKLM &&
     count >= 2 &&
@@ -216,6 +217,12 @@ export function canonicalizeRegistryFor(
     keys[2] = "CURRENTCONTROLSET";
     renamed = 1;
     clean = false;
+    // Hardware Profiles\Current (HKCC) is a link to the profile in use, which the kernel reports by
+    // its number (0001 on current Windows): one name for both.
+    if (keys[3] === "HARDWARE PROFILES" && keys[4] !== undefined && /^\d{4}$/.test(keys[4])) {
+      keys[4] = "CURRENT";
+      profile = 3;
+    }
   } else if (needsAlias(keys)) {
     const shown = rootShown.slice();
     for (let k = 0; k < count; k++) shown.push(raw.slice(starts[k]!, ends[k]!));
@@ -229,7 +236,12 @@ export function canonicalizeRegistryFor(
     else {
       body = raw.slice(starts[0]!, ends[0]!);
       for (let k = 1; k < count; k++)
-        body += k === renamed ? "\\CurrentControlSet" : `\\${raw.slice(starts[k]!, ends[k]!)}`;
+        body +=
+          k === renamed
+            ? "\\CurrentControlSet"
+            : k === profile
+              ? "\\Current"
+              : `\\${raw.slice(starts[k]!, ends[k]!)}`;
     }
     display = display === "" ? body : `${display}\\${body}`;
   }
