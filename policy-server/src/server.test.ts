@@ -350,6 +350,27 @@ describe("Connect, gRPC-Web and gRPC via @connectrpc/connect-node", () => {
       expect(ConnectError.from(err).rawMessage).toBe("path is required");
     });
   }
+  it("Connect JSON: a field the API does not have is refused, named", async () => {
+    const post = (body: unknown) =>
+      fetch(`${server.url}/agentsh.v1.PolicyService/Check`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const ok = await post({ kind: "KIND_FILE", operation: "OPERATION_READ", path: "C:\\x" });
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toMatchObject({ decision: "DECISION_ALLOW" });
+    const bad = await post({
+      kind: "KIND_FILE",
+      operation: "OPERATION_RENAME",
+      path: "C:\\x",
+      renameDst: "C:\\y",
+    });
+    expect(bad.status).toBe(400);
+    const err = (await bad.json()) as { code: string; message: string };
+    expect(err.code).toBe("invalid_argument");
+    expect(err.message).toMatch(/renameDst/);
+  });
   it("health over Connect", async () => {
     const h = createClient(health.Health, createConnectTransport({ baseUrl: server.url, httpVersion: "2" }));
     const l = await h.list({});

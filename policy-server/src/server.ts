@@ -93,6 +93,9 @@ export async function startPolicyServer(opts: PolicyServerOptions): Promise<Poli
     grpcWeb: true,
     connect: true,
     readMaxBytes: 4 * 1024 * 1024,
+    // JSON requests (Connect, gRPC-Web JSON) with a field the API does not have are refused, as the
+    // protobuf JSON mapping asks by default: a misspelt field would otherwise be decided as absent.
+    jsonOptions: { ignoreUnknownFields: false },
     // Decisions are latency work: a batch of 64 answers (about 10 KiB) is not worth compressing,
     // and a compressed one costs the broker a trip through zlib on libuv's pool (two thread
     // wake-ups) for every message. Compressed requests are still accepted.

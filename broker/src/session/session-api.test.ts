@@ -1,4 +1,6 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import http2 from "node:http2";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -104,6 +106,39 @@ describe("sessions API over the local socket", () => {
     const same = await err(client().registerSession({ token: 1n, rootPid: 7, workspace: "C:\\w" }));
     expect(same?.code).toBe(Code.AlreadyExists);
     await client().unregisterSession({ token: r.session!.token });
+  });
+
+  it("Connect JSON: a field the API does not have is refused, named", async () => {
+    const post = (body: unknown) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const session = http2.connect("http://localhost", { createConnection: () => net.connect(path) });
+        session.on("error", reject);
+        const req = session.request({
+          ":method": "POST",
+          ":path": "/agentsh.v1.SessionService/RegisterSession",
+          "content-type": "application/json",
+        });
+        let status = 0;
+        let text = "";
+        req.on("response", (h) => {
+          status = Number(h[":status"]);
+        });
+        req.on("data", (d) => {
+          text += d;
+        });
+        req.on("end", () => {
+          session.close();
+          resolve({ status, body: text });
+        });
+        req.end(JSON.stringify(body));
+      });
+    const r = await post({ rootPid: 77, workspace: "C:\\w77", userSID: "S-1-5-21-1-2-3-4" });
+    expect(r.status).toBe(400);
+    expect(JSON.parse(r.body)).toMatchObject({
+      code: "invalid_argument",
+      message: expect.stringMatching(/userSID/),
+    });
+    expect(store.list().some((x) => x.rootPid === 77)).toBe(false);
   });
 
   it("refuses to start a second server on a live socket", async () => {

@@ -101,7 +101,10 @@ export async function serveLocal(path: string, routes: (r: ConnectRouter) => voi
     if (alive) throw new Error(`another process already serves ${path}`);
     unlinkSync(path);
   }
-  const server = http2.createServer(connectNodeAdapter({ routes }));
+  // Unknown JSON fields are refused (a misspelt userSID would register a session without a SID).
+  const server = http2.createServer(
+    connectNodeAdapter({ routes, jsonOptions: { ignoreUnknownFields: false } }),
+  );
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => {
     sessions.add(s);
