@@ -120,6 +120,14 @@ describe("broker config", () => {
       expect(loadConfig(undefined, { AGENTSH_SERVER_ADDRESSES: v }).server.addresses.join(","), v).toBe(v);
   });
 
+  it("a variable named like a setting that is none is refused, with the nearest one", () => {
+    expect(problems(() => loadConfig(undefined, { AGENTSH_SERVER_ADDRESS: "10.0.0.1:7443" }))).toEqual([
+      "environment AGENTSH_SERVER_ADDRESS: not a broker setting (did you mean AGENTSH_SERVER_ADDRESSES?)",
+    ]);
+    // other components' variables are theirs
+    expect(loadConfig(undefined, { AGENTSH_SIM_SOCKET: "/x", AGENTSH_POLICY_FILE: "/y" }).host).not.toBe("");
+  });
+
   it("api.socket is a path, not a port", () => {
     expect(problems(() => loadConfig(undefined, { AGENTSH_API_SOCKET: "17443" }))).toEqual([
       "environment AGENTSH_API_SOCKET: api.socket must be a socket path or pipe name, not a port (17443)",

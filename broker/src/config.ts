@@ -257,6 +257,14 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
         });
     }
   }
+  // A variable named like a broker setting that is none (AGENTSH_SERVER_ADDRESS) is refused, as an
+  // unknown YAML key is: ignored, it would leave the setting at its default unnoticed.
+  const known = new Set(KEYS.map((k) => envName(k.path)));
+  for (const name of Object.keys(env)) {
+    if (!/^AGENTSH_(SERVER|DRIVER|API|STATE|HOST)(_|$)/.test(name) || known.has(name)) continue;
+    const near = [...known].sort((a, b) => distance(a, name) - distance(b, name))[0]!;
+    problems.push(`environment ${name}: not a broker setting (did you mean ${near}?)`);
+  }
   for (const k of KEYS) {
     const name = envName(k.path);
     const v = env[name];
@@ -402,6 +410,18 @@ function checkAddresses(list: string[]): string | undefined {
       return "lists several servers: they must be all IPv4 or all IPv6 addr:port; use one DNS name (dns:///name:port) for a named fleet";
   }
   return undefined;
+}
+
+/** Edit distance of two names (for a suggestion). */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 function setPath(obj: Record<string, unknown>, parts: string[], value: unknown): void {
