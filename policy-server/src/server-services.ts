@@ -135,23 +135,28 @@ export function policyService(state: ServiceState): ServiceImpl<typeof PolicySer
     async *checkStream(reqs: AsyncIterable<CheckStreamRequest>, ctx): AsyncIterable<CheckStreamResponse> {
       ctx.responseHeader.set(VERSION_HEADER, state.store.current.version);
       ctx.responseHeader.set(CHECK_BATCH_HEADER, "1");
-      for await (const r of reqs) {
-        if (r.checks.length === 0) {
-          const res = await streamCheck(state, r.check, ctx);
-          yield res.ok
-            ? streamResponse({ case: "response", value: res.response })
-            : streamResponse({ case: "error", value: res.error });
-          continue;
-        }
-        // A batch: one answer message for all of it.
-        const out = streamResponse();
-        const batch = r.check ? [r.check, ...r.checks] : r.checks;
-        for (const c of batch) {
-          const res = await streamCheck(state, c, ctx);
-          if (res.ok) out.responses.push(res.response);
-          else out.errors.push(res.error);
-        }
-        yield out;
+      // A broker keeps its streams open: when the server closes, a stream ends (OK) at its next
+      // wait for a message, after the check in progress is answered, rather than at the grace
+      // period's end with the connection dropped.
+      const src = reqs[Symbol.asyncIterator]();
+      let stop: ((r: IteratorResult<CheckStreamRequest>) => void) | undefined;
+      const halt = (): void => stop?.({ done: true, value: undefined });
+      state.closing.addEventListener("abort", halt, { once: true });
+      const messages: AsyncIterable<CheckStreamRequest> = {
+        [Symbol.asyncIterator]: () => ({
+          next: () =>
+            state.closing.aborted
+              ? Promise.resolve({ done: true, value: undefined })
+              : new Promise<IteratorResult<CheckStreamRequest>>((resolve, reject) => {
+                  stop = resolve;
+                  src.next().then(resolve, reject);
+                }),
+        }),
+      };
+      try {
+        yield* answer(messages, ctx);
+      } finally {
+        state.closing.removeEventListener("abort", halt);
       }
     },
     async *watchPolicy(_req, ctx) {
@@ -167,6 +172,30 @@ export function policyService(state: ServiceState): ServiceImpl<typeof PolicySer
       }
     },
   };
+
+  async function* answer(
+    reqs: AsyncIterable<CheckStreamRequest>,
+    ctx: HandlerContext,
+  ): AsyncIterable<CheckStreamResponse> {
+    for await (const r of reqs) {
+      if (r.checks.length === 0) {
+        const res = await streamCheck(state, r.check, ctx);
+        yield res.ok
+          ? streamResponse({ case: "response", value: res.response })
+          : streamResponse({ case: "error", value: res.error });
+        continue;
+      }
+      // A batch: one answer message for all of it.
+      const out = streamResponse();
+      const batch = r.check ? [r.check, ...r.checks] : r.checks;
+      for (const c of batch) {
+        const res = await streamCheck(state, c, ctx);
+        if (res.ok) out.responses.push(res.response);
+        else out.errors.push(res.error);
+      }
+      yield out;
+    }
+  }
 }
 
 const { HealthCheckResponse_ServingStatus: Status } = health;

@@ -27,7 +27,12 @@ import {
 } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PolicyServer, RESPONSE_COMPRESS_MIN_BYTES, startPolicyServer } from "./server.js";
+import {
+  MAX_CONCURRENT_STREAMS,
+  type PolicyServer,
+  RESPONSE_COMPRESS_MIN_BYTES,
+  startPolicyServer,
+} from "./server.js";
 
 const POLICY = `version: 1
 name: server-test
@@ -442,5 +447,36 @@ describe("graceful shutdown", () => {
     await s.close();
     expect((await pending).done).toBe(true);
     await expect(c.check({ kind: Kind.FILE, operation: Operation.READ, path: "C:\\x" })).rejects.toThrow();
+  });
+
+  it("ends an idle CheckStream cleanly, without waiting out the grace period", async () => {
+    const s = await startPolicyServer({ address: "127.0.0.1:0", policyText: POLICY, shutdownGraceMs: 5000 });
+    const c = new grpc.Client(`127.0.0.1:${s.port}`, grpc.credentials.createInsecure());
+    const call = c.makeBidiStreamRequest(
+      "/agentsh.v1.PolicyService/CheckStream",
+      codec(CheckStreamRequestSchema).serialize,
+      codec(CheckStreamResponseSchema).deserialize,
+    );
+    const answered = new Promise((r) => call.once("data", r));
+    const status = new Promise<grpc.StatusObject>((r) => call.on("status", r));
+    call.on("error", () => {});
+    call.write(
+      create(CheckStreamRequestSchema, {
+        check: { requestId: 1n, kind: Kind.FILE, operation: Operation.READ, path: "C:\\x" },
+      }),
+    );
+    await answered;
+    const t0 = Date.now();
+    await s.close();
+    expect(Date.now() - t0).toBeLessThan(2500); // well under the 5 s grace: the stream ended itself
+    expect((await status).code).toBe(grpc.status.OK);
+    c.close();
+  });
+
+  it("bounds the streams a client may open on one connection", async () => {
+    const session = http2.connect(server.url);
+    await new Promise((r) => session.once("remoteSettings", r));
+    expect(session.remoteSettings.maxConcurrentStreams).toBe(MAX_CONCURRENT_STREAMS);
+    session.close();
   });
 });

@@ -5,6 +5,7 @@
  * is TLS with ALPN h2 and http/1.1. Shutdown stops accepting, ends watch streams, lets in-flight
  * calls finish (bounded by a grace period), then closes.
  */
+import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2 from "node:http2";
@@ -50,6 +51,12 @@ export interface PolicyServer {
 }
 
 export const DEFAULT_ADDRESS = "127.0.0.1:7443";
+/**
+ * Streams a client may hold open on one connection (Node's default is unbounded: a client opening
+ * tens of thousands of idle streams ran the server out of memory). A broker uses a few.
+ */
+export const MAX_CONCURRENT_STREAMS = 256;
+const H2_SETTINGS: http2.Settings = { maxConcurrentStreams: MAX_CONCURRENT_STREAMS };
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n");
 
 export function parseAddress(address: string): { host: string; port: number } {
@@ -73,6 +80,8 @@ export async function startPolicyServer(opts: PolicyServerOptions): Promise<Poli
     logger: log,
   });
   const closing = new AbortController();
+  // Every open stream and watcher listens to it: no "possible leak" warning past ten.
+  setMaxListeners(0, closing.signal);
   const given = isApprovalStore(opts.approvals) ? opts.approvals : undefined;
   const approvals = given ?? new MemoryApprovalStore(opts.approvals as MemoryStoreOptions | undefined);
   const state: ServiceState = {
@@ -116,12 +125,12 @@ export async function startPolicyServer(opts: PolicyServerOptions): Promise<Poli
   if (opts.tlsCert || opts.tlsKey) {
     if (!opts.tlsCert || !opts.tlsKey) throw new Error("TLS needs both a certificate and a key");
     h2 = http2.createSecureServer(
-      { cert: pem(opts.tlsCert), key: pem(opts.tlsKey), allowHTTP1: true },
+      { cert: pem(opts.tlsCert), key: pem(opts.tlsKey), allowHTTP1: true, settings: H2_SETTINGS },
       handler,
     );
     listener = h2;
   } else {
-    h2 = http2.createServer({}, handler);
+    h2 = http2.createServer({ settings: H2_SETTINGS }, handler);
     h1 = http.createServer(handler);
     h1.keepAliveTimeout = 5000;
     listener = net.createServer({ noDelay: true }, (socket) => {
