@@ -404,9 +404,7 @@ function checkAddresses(list: string[]): string | undefined {
   const dup = list.find((a, i) => list.indexOf(a) !== i);
   if (dup !== undefined) return `"${dup}" is listed twice`;
   if (list.length > 1) {
-    const v4 = list.every((a) => /^\d+\.\d+\.\d+\.\d+:\d+$/.test(a));
-    const v6 = list.every((a) => /^\[[0-9A-Fa-f:.]+\]:\d+$/.test(a));
-    if (!v4 && !v6)
+    if (addressFamily(list) === undefined)
       return "lists several servers: they must be all IPv4 or all IPv6 addr:port; use one DNS name (dns:///name:port) for a named fleet";
   }
   return undefined;
@@ -422,6 +420,14 @@ function distance(a: string, b: string): number {
     prev = cur;
   }
   return prev[b.length]!;
+}
+
+/** "ipv4" or "ipv6" when every address of `list` is an addr:port of that family (what one grpc-js
+ * target can list), else undefined. */
+export function addressFamily(list: readonly string[]): "ipv4" | "ipv6" | undefined {
+  if (list.every((a) => /^\d+\.\d+\.\d+\.\d+:\d+$/.test(a))) return "ipv4";
+  if (list.every((a) => /^\[[0-9A-Fa-f:.]+\]:\d+$/.test(a))) return "ipv6";
+  return undefined;
 }
 
 function setPath(obj: Record<string, unknown>, parts: string[], value: unknown): void {

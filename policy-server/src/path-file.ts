@@ -387,44 +387,24 @@ export function isLocalHost(upperHost: string, ctx: FileContext = {}): boolean {
   return v !== undefined && v >>> 24 === 127;
 }
 
-/** The IPv6 address a UNC server names, as 8 numbers: `[addr]` or `addr.ipv6-literal.net` (where
- * `-` stands for `:` and `s` introduces a zone). Undefined when it names none. */
-function ipv6Of(upperHost: string): number[] | undefined {
+/** The IPv6 address a UNC server names, as the URL parser writes it (`[::1]`, upper case): `[addr]`
+ * or `addr.ipv6-literal.net` (where `-` stands for `:` and `s` introduces a zone). Undefined when
+ * it names none. */
+function ipv6Of(upperHost: string): string | undefined {
   let a: string;
   if (upperHost.startsWith("[") && upperHost.endsWith("]")) a = upperHost.slice(1, -1);
   else if (upperHost.endsWith(".IPV6-LITERAL.NET")) a = upperHost.slice(0, -17).replace(/-/g, ":");
   else return undefined;
-  a = a.replace(/[S%].*$/, ""); // zone
-  const halves = a.split("::");
-  if (halves.length > 2) return undefined;
-  const groups = (h: string): number[] | undefined => {
-    if (h === "") return [];
-    const out: number[] = [];
-    const parts = h.split(":");
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i]!;
-      if (i === parts.length - 1 && part.includes(".")) {
-        const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(part);
-        if (!v4 || v4.slice(1).some((x) => Number(x) > 255)) return undefined;
-        out.push(Number(v4[1]) * 256 + Number(v4[2]), Number(v4[3]) * 256 + Number(v4[4]));
-      } else if (/^[0-9A-F]{1,4}$/.test(part)) out.push(Number.parseInt(part, 16));
-      else return undefined;
-    }
-    return out;
-  };
-  const head = groups(halves[0]!);
-  const tail = halves.length === 2 ? groups(halves[1]!) : [];
-  if (!head || !tail) return undefined;
-  const fill = 8 - head.length - tail.length;
-  if (halves.length === 2 ? fill < 1 : fill !== 0) return undefined;
-  return [...head, ...new Array<number>(fill).fill(0), ...tail];
+  try {
+    return new URL(`http://[${a.replace(/[S%].*$/, "")}]/`).hostname.toUpperCase();
+  } catch {
+    return undefined;
+  }
 }
 
 /** ::1, or an IPv4-mapped or -compatible loopback address (::ffff:127.x.x.x, ::127.x.x.x). */
-function isLoopbackV6(g: number[]): boolean {
-  if (g.slice(0, 5).some((x) => x !== 0)) return false;
-  if (g[5] === 0 && g[6] === 0 && g[7] === 1) return true;
-  return (g[5] === 0xffff || g[5] === 0) && g[6]! >> 8 === 127;
+function isLoopbackV6(h: string): boolean {
+  return h === "[::1]" || /^\[::(FFFF:)?7F[0-9A-F]{2}:[0-9A-F]{1,4}\]$/.test(h);
 }
 
 function parseInetAton(s: string): number | undefined {

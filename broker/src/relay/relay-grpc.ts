@@ -13,6 +13,7 @@ import {
   toBinary,
 } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+import { addressFamily } from "../config.js";
 import { compiledSerializer } from "./relay-codec.js";
 import { compiledDeserializer } from "./relay-decode.js";
 
@@ -53,10 +54,8 @@ export interface ChannelOptions {
 /** Turns a list of "host:port" replicas into one grpc-js target (ipv4:/ipv6: lists, else the name). */
 export function targetOf(addresses: readonly string[]): string {
   if (addresses.length === 1) return addresses[0]!;
-  const v4 = addresses.every((a) => /^\d+\.\d+\.\d+\.\d+:\d+$/.test(a));
-  if (v4) return `ipv4:${addresses.join(",")}`;
-  const v6 = addresses.every((a) => /^\[[0-9a-fA-F:]+\]:\d+$/.test(a));
-  if (v6) return `ipv6:${addresses.join(",")}`;
+  const family = addressFamily(addresses);
+  if (family !== undefined) return `${family}:${addresses.join(",")}`;
   throw new Error(
     `server addresses: a list must be all IPv4 or all IPv6 "addr:port" (got ${addresses.join(", ")}); use one DNS name (dns:///name:port) for a named fleet`,
   );
