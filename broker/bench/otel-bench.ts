@@ -1,13 +1,12 @@
 // otel group: what OpenTelemetry costs end to end. The whole system as in production (driver
 // simulator issuing operations from C, the broker and `agentsh-policy serve` as deployed
-// (bench-procs.ts), each its own process) runs an unpaced uncached workload (every operation a new path, so
-// every one goes through broker, gRPC and engine: the instrumented path) from 32 closed-loop
-// threads, enough to keep both cores busy: the figure is what the machine can do, not how fast 16
-// threads wake up. Modes:
+// (bench-procs.ts), each its own process) runs an unpaced uncached workload (every operation a new
+// path, so every one goes through broker, gRPC and engine: the instrumented path) from 32
+// closed-loop threads, enough to keep its CPU busy: the figure is what the machine can do. Modes:
 //   none:   OTEL_SDK_DISABLED=true (the API is a no-op everywhere)
 //   full:   every signal on with the shipped defaults: metrics on the Prometheus endpoints, scraped
-//           every second; traces (1% of decisions) and logs exported with OTLP/HTTP to a receiver
-//           in this process
+//           at the interval deploy/prometheus/prometheus.yml sets (15 s); traces (1% of decisions)
+//           and logs exported with OTLP/HTTP to a receiver in this process
 //   traced: full, with every decision traced (OTEL_TRACES_SAMPLER=parentbased_always_on)
 //   untraced: full without traces (OTEL_TRACES_EXPORTER=none): what metrics and logs cost alone
 // Two workloads:
@@ -17,29 +16,29 @@
 //   audited: the worst case for logging: every operation a write outside any rule (no session
 //            registered), so every decision is a deny with an audit record (also an OTLP log record)
 // How it is compared: this machine's speed drifts by tens of percent within minutes, far more than
-// the cost being measured; two runs of the same mode one after the other differed by up to 25 %. So
-// each comparison runs two complete systems at the same time, the instrumented one and one with
-// none, each with its own simulator, broker and server (servers started first, then both
-// workloads together, so the measured windows coincide): both see the same machine at the same
-// moment, and with both cores saturated each gets about the same share of them, so the ratio of
-// their throughputs is the ratio of what a decision costs end to end. Which system is started
-// first shifts a round by several points (one way on one day, the other way on another), so rounds
-// alternate which one that is, and each pair of rounds is
-// averaged (geometric mean of the two ratios); a figure is the median over the round pairs.
+// the cost being measured. So each comparison runs two complete systems at the same time, the
+// instrumented one and one with none, each with its own simulator, broker and server (servers
+// started first, then both workloads together, so the measured windows coincide), and they share
+// the machine by turns: driver/bench/cpu_swap.c pins every thread of one system to one CPU and the
+// other's to the other, and swaps them every 250 ms. Each system then has one CPU's worth of the
+// same machine, and the ratio of their throughputs is the ratio of what a decision costs end to end.
+// Why the turns: the two virtual CPUs run at different speeds from moment to moment, and left to
+// the scheduler the two systems' shares of them drifted apart for tens of seconds (two identical
+// systems side by side differed by up to 12 % over 8 s windows, 3.4 % over 64 s; with the turns, by
+// at most 4 % per window). Which system is started first still shifts a round by a few points, so
+// rounds alternate which one that is, and each pair of rounds is averaged (geometric mean of the
+// two ratios); a figure is the median over the round pairs.
 // Steady state: the broker and the policy server are daemons, so the figures are measured after
 // WARMUP_S seconds of the same load (as the e2e group measures latency and CPU). In the first
 // seconds of a process V8 is still compiling, and code that runs for one decision in a hundred (a
-// traced decision, an audit record) runs unoptimised for longer than the rest: after a 2 s warm-up
-// the full figure read 8-13 % in round pairs where, after 30 s, it read 4.7-4.9 % (one scratch
-// comparison; the bench's first two runs this way read 6.9 and 8.0 %, so the pairs' noise is still
-// larger than the difference). The start-up cost is reported too, from rounds with a 2 s warm-up
-// (otel_overhead_pct_first_seconds).
+// traced decision, an audit record) runs unoptimised for longer than the rest. The start-up cost is
+// reported too, from rounds with a 2 s warm-up (otel_overhead_pct_first_seconds).
 //   instrumentation_overhead_pct = (1 - median(rate full / rate none)) * 100 on the agent workload;
 //   otel_overhead_pct_all_traced and otel_overhead_pct_untraced the same for traced and untraced;
 //   otel_overhead_pct_all_audited for full on the audited workload; and the CPU each process spends
 //   per decision (medians of the same ratios).
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getOrAdd } from "@agentsh/telemetry";
@@ -70,8 +69,17 @@ type Workload = "agent" | "audited";
 /** Seconds of load before a measured window (steady state), and the start-up comparison's. */
 const WARMUP_S = 20;
 const FIRST_SECONDS_WARMUP_S = 2;
-/** Closed-loop workload threads: enough to keep both cores busy (16 leave them partly idle). */
+/** Closed-loop workload threads: enough to keep a core busy. */
 const THREADS = 32;
+/** driver/bench/cpu_swap.c: the two systems trade the two CPUs every SWAP_MS. */
+const CPU_SWAP = join(ROOT, "driver/build/cpu-swap");
+const SWAP_MS = 250;
+/** How often Prometheus scrapes the services: the interval deploy/prometheus/prometheus.yml ships. */
+const SCRAPE_INTERVAL_S = Number(
+  /scrape_interval:\s*(\d+)s/.exec(
+    readFileSync(join(ROOT, "deploy/prometheus/prometheus.yml"), "utf8"),
+  )?.[1] ?? 15,
+);
 
 /** One system (policy server, simulator, broker) in one mode, started in steps so that the systems
  * compared with each other start their workloads together. */
@@ -84,12 +92,19 @@ class System {
   private serverPort = 0;
   private brokerMetrics = 0;
   private serverMetrics = 0;
+  /** Resolves with the pids of the system's processes once its broker has registered the session. */
+  readonly started: Promise<number[]>;
+  private markStarted!: (pids: number[]) => void;
 
   constructor(
     readonly mode: Mode,
     readonly workload: Workload,
     private readonly otlp: string,
-  ) {}
+  ) {
+    this.started = new Promise((r) => {
+      this.markStarted = r;
+    });
+  }
 
   private otel(promPort: number): Record<string, string> {
     return this.mode === "none"
@@ -153,14 +168,15 @@ class System {
     // The simulator's warm-up starts when the broker connects, about when its API socket appears.
     await waitFor("the broker", () => existsSync(api));
     if (this.workload === "agent") await registerSimSession(api);
+    this.markStarted([server.pid!, sim.proc.pid!, broker.pid!]);
     if (this.mode !== "none") {
-      // A Prometheus that scrapes every second (collection is part of the cost).
+      // A Prometheus scraping both services at the shipped interval (collection is part of the cost).
       this.scraper = setInterval(() => {
         for (const p of [this.brokerMetrics, this.serverMetrics])
           fetch(`http://127.0.0.1:${p}/metrics`)
             .then((r) => r.text())
             .catch(() => {});
-      }, 1000);
+      }, SCRAPE_INTERVAL_S * 1000);
     }
     const b0 = { t: 0, s: 0 };
     // From the end of the simulator's warm-up (its report covers the operations after it).
@@ -201,10 +217,19 @@ async function together(
   otlp: string,
 ): Promise<Round[]> {
   const systems = modes.map((m) => new System(m, workload, otlp));
+  let swap: ChildProcess | undefined;
   try {
     await Promise.all(systems.map((s) => s.startServer()));
-    return await Promise.all(systems.map((s) => s.run(seconds, warmupS)));
+    const rounds = Promise.all(systems.map((s) => s.run(seconds, warmupS)));
+    // Both systems' processes share the two CPUs by turns from the start of the warm-up.
+    const pids = await Promise.race([Promise.all(systems.map((s) => s.started)), rounds.then(() => [])]);
+    if (pids.length === 2)
+      swap = spawn(CPU_SWAP, [String(SWAP_MS), ...pids.map((p) => p.join(","))], {
+        stdio: ["ignore", "ignore", "inherit"],
+      });
+    return await rounds;
   } finally {
+    swap?.kill();
     await Promise.all(systems.map((s) => s.stop()));
   }
 }
@@ -221,7 +246,7 @@ interface Comparison {
   firstSeconds?: true;
 }
 const COMPARISONS: readonly Comparison[] = [
-  { workload: "agent", mode: "full", rounds: 8 },
+  { workload: "agent", mode: "full", rounds: 12 },
   { workload: "agent", mode: "traced", rounds: 2 },
   { workload: "agent", mode: "untraced", rounds: 2 },
   { workload: "audited", mode: "full", rounds: 2 },
@@ -232,8 +257,13 @@ const nameOf = (c: Comparison) => `${c.workload}/${c.mode}${c.firstSeconds ? "-f
 
 const run: BenchGroup = async ({ quick, log }) => {
   buildBundles();
+  const made = spawnSync("make", ["-C", join(ROOT, "driver"), "--no-print-directory"], { encoding: "utf8" });
+  if (made.status !== 0) throw new Error(`make -C driver failed: ${made.stderr}`);
+  log(
+    `two systems at a time, trading the two CPUs every ${SWAP_MS} ms; Prometheus scrapes every ${SCRAPE_INTERVAL_S} s`,
+  );
   const receiver = await otlpReceiver();
-  const seconds = quick ? 3 : 8;
+  const seconds = quick ? 3 : 10;
   /** Per comparison: its rounds' instrumented and uninstrumented figures. */
   const rounds = new Map<string, Array<{ none: Round; inst: Round }>>();
   const rate = (r: Round) => r.ops / r.seconds;
