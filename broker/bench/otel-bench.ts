@@ -92,19 +92,12 @@ class System {
   private serverPort = 0;
   private brokerMetrics = 0;
   private serverMetrics = 0;
-  /** Resolves with the pids of the system's processes once its broker has registered the session. */
-  readonly started: Promise<number[]>;
-  private markStarted!: (pids: number[]) => void;
 
   constructor(
     readonly mode: Mode,
     readonly workload: Workload,
     private readonly otlp: string,
-  ) {
-    this.started = new Promise((r) => {
-      this.markStarted = r;
-    });
-  }
+  ) {}
 
   private otel(promPort: number): Record<string, string> {
     return this.mode === "none"
@@ -144,8 +137,11 @@ class System {
     await waitFor("the policy server", () => canConnect(this.serverPort));
   }
 
-  /** Starts the simulator's workload and the broker; resolves with the measured window's figures. */
-  async run(seconds: number, warmupS: number): Promise<Round> {
+  /**
+   * Starts the simulator's workload and the broker; resolves with the measured window's figures.
+   * `started` gets the system's pids once the broker has registered the session.
+   */
+  async run(seconds: number, warmupS: number, started: (pids: number[]) => void): Promise<Round> {
     const server = this.server!;
     const portSocket = join(this.dir, "port.sock");
     const sim = simRun(portSocket, [
@@ -168,7 +164,7 @@ class System {
     // The simulator's warm-up starts when the broker connects, about when its API socket appears.
     await waitFor("the broker", () => existsSync(api));
     if (this.workload === "agent") await registerSimSession(api);
-    this.markStarted([server.pid!, sim.proc.pid!, broker.pid!]);
+    started([server.pid!, sim.proc.pid!, broker.pid!]);
     if (this.mode !== "none") {
       // A Prometheus scraping both services at the shipped interval (collection is part of the cost).
       this.scraper = setInterval(() => {
@@ -220,14 +216,16 @@ async function together(
   let swap: ChildProcess | undefined;
   try {
     await Promise.all(systems.map((s) => s.startServer()));
-    const rounds = Promise.all(systems.map((s) => s.run(seconds, warmupS)));
     // Both systems' processes share the two CPUs by turns from the start of the warm-up.
-    const pids = await Promise.race([Promise.all(systems.map((s) => s.started)), rounds.then(() => [])]);
-    if (pids.length === 2)
-      swap = spawn(CPU_SWAP, [String(SWAP_MS), ...pids.map((p) => p.join(","))], {
-        stdio: ["ignore", "ignore", "inherit"],
-      });
-    return await rounds;
+    const pids: number[][] = [];
+    const started = (p: number[]) => {
+      pids.push(p);
+      if (pids.length === 2)
+        swap = spawn(CPU_SWAP, [String(SWAP_MS), ...pids.map((x) => x.join(","))], {
+          stdio: ["ignore", "ignore", "inherit"],
+        });
+    };
+    return await Promise.all(systems.map((s) => s.run(seconds, warmupS, started)));
   } finally {
     swap?.kill();
     await Promise.all(systems.map((s) => s.stop()));
@@ -257,7 +255,19 @@ const nameOf = (c: Comparison) => `${c.workload}/${c.mode}${c.firstSeconds ? "-f
 
 const run: BenchGroup = async ({ quick, log }) => {
   buildBundles();
-  const made = spawnSync("make", ["-C", join(ROOT, "driver"), "--no-print-directory"], { encoding: "utf8" });
+  // The simulator, its library and the CPU swapper (not the driver's test binaries).
+  const made = spawnSync(
+    "make",
+    [
+      "-C",
+      join(ROOT, "driver"),
+      "--no-print-directory",
+      "build/agentsh-sim",
+      "build/libfltsim.so",
+      "build/cpu-swap",
+    ],
+    { encoding: "utf8" },
+  );
   if (made.status !== 0) throw new Error(`make -C driver failed: ${made.stderr}`);
   log(
     `two systems at a time, trading the two CPUs every ${SWAP_MS} ms; Prometheus scrapes every ${SCRAPE_INTERVAL_S} s`,
