@@ -9,7 +9,8 @@
 //   - LightSpan.end: the end time, then the span waits in a list;
 //   - every SPAN_BATCH spans, or FLUSH_MS after the first waiting one, the list is handed to the
 //     SDK's span processors (LightSpan is a ReadableSpan), so batching, OTEL_BSP_* limits and the
-//     exporters chosen by OTEL_TRACES_EXPORTER are the SDK's own, run in one warm loop.
+//     exporters chosen by OTEL_TRACES_EXPORTER are the SDK's own, run in one warm loop (with OTLP
+//     over http/protobuf alone, the processor is otlp-direct.ts's, which encodes them there).
 // The processors' onStart is not called (the SDK's batch and simple processors do nothing there).
 // Span limits (OTEL_SPAN_*_LIMIT) are not applied: these spans carry a handful of fixed attributes.
 //

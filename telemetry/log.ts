@@ -12,7 +12,8 @@ import {
 } from "@opentelemetry/api";
 import { type AnyValueMap, logs, type Logger as OtelLogger, SeverityNumber } from "@opentelemetry/api-logs";
 import pino, { type DestinationStream, type Logger } from "pino";
-import { activeTelemetry, onBeforeFlush } from "./sdk.js";
+import type { RecordEncoder } from "./otlp-direct.js";
+import { activeTelemetry, onBeforeFlush, recordSink } from "./sdk.js";
 
 export interface LoggerOptions {
   /** `service` field of every line. */
@@ -117,7 +118,10 @@ export function isoTime(ms: number): string {
   return isoPrefix + MS3[ms - sec * 1000]!;
 }
 
-// OpenTelemetry log records of fixed-shape writers are emitted in batches: a record is kept as its
+// With OTLP/HTTP protobuf as the only logs exporter (the usual case), a fixed-shape writer's records
+// are encoded into OTLP bytes as they are written (otlp-direct.ts) and none of what follows applies.
+// Otherwise the OpenTelemetry log records of fixed-shape writers are emitted to the SDK in batches:
+// a record is kept as its
 // time, a copy of its values and its span, and every BATCH_MS (or at BATCH_MAX records, or before
 // the SDK flushes or shuts down) the held records go to the SDK in one loop. Emitted one by one, as
 // the rare event an audit record is (a few percent of decisions), each ran the SDK's code cold, at
@@ -166,6 +170,8 @@ export function recordWriter(logger: Logger, msg: string, keys: readonly string[
   const out = meta.out;
   let otelLogger: OtelLogger | undefined;
   let otelOf: unknown;
+  let encoder: RecordEncoder | undefined;
+  let encoderOf: unknown;
   let held: HeldRecord[] = [];
   const emit = (): void => {
     const records = held;
@@ -200,6 +206,16 @@ export function recordWriter(logger: Logger, msg: string, keys: readonly string[
       line += `"trace_id":"${span.traceId}","span_id":"${span.spanId}","trace_flags":"${flagsHex(span)}",`;
     out.write(line + tail);
     if (!meta.otel) return;
+    // Straight to OTLP bytes when the SDK exports logs with OTLP/HTTP protobuf (otlp-direct.ts).
+    const sink = recordSink();
+    if (sink) {
+      if (sink !== encoderOf) {
+        encoderOf = sink;
+        encoder = sink.encoder(meta.service, msg, keys);
+      }
+      encoder!(now, values, traced ? span : undefined);
+      return;
+    }
     if (held.length === 0) holding.add(emit);
     held.push({ time: now, values: values.slice(), span: traced ? span : undefined });
     if (held.length >= BATCH_MAX) emitHeld();

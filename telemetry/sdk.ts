@@ -2,13 +2,17 @@
 // this project's defaults for what is unset:
 //   OTEL_METRICS_EXPORTER=prometheus  (prometheus | otlp | console | none, a comma list)
 //   OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1, OTEL_EXPORTER_PROMETHEUS_PORT=<the service's port>
-//   OTEL_TRACES_EXPORTER=none, OTEL_LOGS_EXPORTER=none  (otlp | console; OTEL_EXPORTER_OTLP_* apply)
+//   OTEL_TRACES_EXPORTER=none, OTEL_LOGS_EXPORTER=none  (otlp | console; OTEL_EXPORTER_OTLP_* apply;
+//     with otlp alone over http/protobuf, the default protocol, spans and the fixed-shape log records
+//     are encoded as they end, outside the JavaScript heap, and sent by the SDK's OTLP transport:
+//     otlp-direct.ts)
 //   OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.01 (its ratio; an ARG
 //     set alone applies to it): one decision in a
 //     hundred is traced (a trace costs each service about 10% of an uncached decision's CPU; see
 //     broker/bench/otel-bench.ts); parentbased_always_on traces every one.
-//   OTEL_BSP_MAX_EXPORT_BATCH_SIZE=64 (the SDK's default is 512): an export turns its spans into
-//     OTLP on the event loop in one go, and 512 of them held a busy broker's decisions for over 10 ms
+//   OTEL_BSP_MAX_EXPORT_BATCH_SIZE=64 (the SDK's default is 512): through the SDK's exporters an
+//     export turns its spans into OTLP on the event loop in one go, and 512 of them held a busy
+//     broker's decisions for over 10 ms
 //     (with every decision traced at 3000/s: end-to-end p99 13.2 and 13.6 ms, against 4.9 and 5.4
 //     with 64, and 2.6-3.0 without traces). The price: with every decision traced at saturation,
 //     64 (or 128) made about 17 % fewer decisions than 512, side by side; at 1 % it is negligible.
@@ -37,6 +41,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import { logs } from "@opentelemetry/api-logs";
+import { getNumberFromEnv } from "@opentelemetry/core";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import {
   type DetectedResourceAttributes,
@@ -58,12 +63,15 @@ import {
 import { NodeSDK } from "@opentelemetry/sdk-node";
 // The SDK's own env parsing for OTLP metric exporters (not re-exported from its index).
 import {
+  getBatchLogRecordProcessorConfigFromEnv,
+  getLoggerProviderConfigFromEnv,
   getOtlpMetricExporterFromEnv,
   getSpanProcessorsFromEnv,
 } from "@opentelemetry/sdk-node/build/src/utils.js";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { flushLightSpans, setLightPipeline } from "./light-trace.js";
 import { metricProducer } from "./metrics.js";
+import { OtlpRecordSink, OtlpSpanExporter } from "./otlp-direct.js";
 import { samplerFor, setRootSampling } from "./trace.js";
 
 export interface TelemetryOptions {
@@ -134,6 +142,12 @@ function withEnv<T>(overlay: Record<string, string>, fn: () => T): T {
 }
 
 let active: Telemetry | undefined;
+let records: OtlpRecordSink | undefined;
+
+/** Where fixed-shape log records go as OTLP bytes (otlp-direct.ts), when the started SDK has one. */
+export function recordSink(): OtlpRecordSink | undefined {
+  return records;
+}
 
 /** Work that must reach the SDK before it flushes or shuts down (log.ts: records held for a batch). */
 const beforeFlush = new Set<() => void>();
@@ -250,11 +264,24 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
     ),
   );
   // Given span processors replace OTEL_TRACES_EXPORTER (tests); tracing is on when there are any.
-  const spanProcessors = opts.spanProcessors?.length
-    ? opts.spanProcessors
-    : chosen("OTEL_TRACES_EXPORTER").length > 0
-      ? withEnv(env, () => getSpanProcessorsFromEnv(undefined))
-      : [];
+  // OTLP/HTTP protobuf alone: spans are encoded as they end (otlp-direct.ts); else the SDK's processors.
+  const tracesList = chosen("OTEL_TRACES_EXPORTER");
+  let spanProcessors: SpanProcessor[];
+  if (opts.spanProcessors?.length) spanProcessors = opts.spanProcessors;
+  else if (directOtlp(tracesList, "TRACES", get)) {
+    await resource.waitForAsyncAttributes?.();
+    spanProcessors = [
+      withEnv(env, () => {
+        const num = (k: string) => getNumberFromEnv(k);
+        return new OtlpSpanExporter(resource, {
+          scheduleDelayMillis: num("OTEL_BSP_SCHEDULE_DELAY"),
+          maxExportBatchSize: num("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
+          maxQueueSize: num("OTEL_BSP_MAX_QUEUE_SIZE"),
+        });
+      }),
+    ];
+  } else
+    spanProcessors = tracesList.length > 0 ? withEnv(env, () => getSpanProcessorsFromEnv(undefined)) : [];
   const tracing = spanProcessors.length > 0;
 
   const sdk = withEnv(env, () => {
@@ -291,6 +318,26 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
     epoch++;
     return s;
   });
+  // Fixed-shape records (log.ts recordWriter) straight to OTLP bytes when OTLP/HTTP protobuf is the
+  // only logs exporter (otlp-direct.ts); the SDK's pipeline otherwise.
+  let sink: OtlpRecordSink | undefined;
+  if (!opts.logRecordProcessors?.length && directOtlp(chosen("OTEL_LOGS_EXPORTER"), "LOGS", get)) {
+    await resource.waitForAsyncAttributes?.();
+    sink = withEnv(env, () => {
+      const batch = getBatchLogRecordProcessorConfigFromEnv();
+      const limits = getLoggerProviderConfigFromEnv().logRecordLimits ?? {};
+      return new OtlpRecordSink(resource, {
+        ...batch,
+        ...(limits.attributeCountLimit !== undefined
+          ? { attributeCountLimit: limits.attributeCountLimit }
+          : {}),
+        ...(limits.attributeValueLengthLimit !== undefined
+          ? { attributeValueLengthLimit: limits.attributeValueLengthLimit }
+          : {}),
+      });
+    });
+  }
+  records = sink;
   setRootSampling(tracing ? sampling.ratio : 0);
   // Light spans on the decision path with a parent-based sampler; the W3C fast path when the
   // propagators are W3C trace context, with or without baggage (OTEL_PROPAGATORS, default
@@ -328,14 +375,20 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
       const mp = metrics.getMeterProvider() as { forceFlush?: () => Promise<void> };
       const tp = trace.getTracerProvider() as { getDelegate?: () => { forceFlush?: () => Promise<void> } };
       const lp = logs.getLoggerProvider() as { forceFlush?: () => Promise<void> };
-      await Promise.all([mp.forceFlush?.(), tp.getDelegate?.().forceFlush?.(), lp.forceFlush?.()]);
+      await Promise.all([
+        mp.forceFlush?.(),
+        tp.getDelegate?.().forceFlush?.(),
+        lp.forceFlush?.(),
+        sink?.flush(),
+      ]);
     },
     shutdown: async () => {
       runBeforeFlush();
       if (active === t) active = undefined;
       setRootSampling(0);
       setLightPipeline(undefined, false);
-      await sdk.shutdown().catch(() => {});
+      if (records === sink) records = undefined;
+      await Promise.all([sdk.shutdown().catch(() => {}), sink?.shutdown()]);
       metrics.disable();
       trace.disable();
       propagation.disable();
@@ -346,6 +399,25 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
   };
   active = t;
   return t;
+}
+
+/**
+ * Whether a signal's exporters are OTLP over HTTP with protobuf alone (the protocol from
+ * OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf, as the
+ * SDK reads it): then otlp-direct.ts encodes that signal's items as they end.
+ */
+function directOtlp(
+  exporters: string[],
+  signal: "TRACES" | "LOGS",
+  get: (k: string) => string | undefined,
+): boolean {
+  const protocol =
+    get(`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`)?.trim() ||
+    get("OTEL_EXPORTER_OTLP_PROTOCOL")?.trim() ||
+    "http/protobuf";
+  return (
+    exporters.length > 0 && exporters.every((e) => e === "otlp") && protocol.toLowerCase() === "http/protobuf"
+  );
 }
 
 /** The samplers the SDK builds from OTEL_TRACES_SAMPLER. */
