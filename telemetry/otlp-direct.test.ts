@@ -51,7 +51,17 @@ const RECORDS: { time: number; values: Value[]; span?: SpanContext }[] = [
   // Non-ASCII text, undefined fields left out, a float, a large integer, a sampled span.
   {
     time: 1_795_337_284_999,
-    values: [true, "séance-✓", 1, "C:\\Users\\日本\\b", undefined, 0.001, undefined, undefined, 2 ** 40],
+    values: [
+      true,
+      "séance-✓",
+      1,
+      "C:\\Users\\日本語のユーザー\\Documents\\b.txt",
+      "lone \ud800 surrogate, long enough",
+      0.001,
+      undefined,
+      undefined,
+      2 ** 40,
+    ],
     span: { traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331", traceFlags: 1 },
   },
   { time: 1_795_337_290_001, values: [false, "", 0, "", "allow", 0, "", "", -(2 ** 33)] },
@@ -115,6 +125,38 @@ describe("OtlpRecordSink", () => {
         Buffer.from(c.bodies[0]!.body).equals(Buffer.from(sdkBytes(resource, "agentsh-broker", RECORDS))),
       ).toBe(true);
       await sink.shutdown();
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("grows its buffer for a batch larger than the first one (256 kB), with the same bytes", async () => {
+    const c = await collector();
+    vi.stubEnv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", `${c.url}/v1/logs`);
+    try {
+      const sink = new OtlpRecordSink(resource, { maxExportBatchSize: 4000, maxQueueSize: 4000 });
+      const write = sink.encoder("agentsh-broker", "decision", KEYS);
+      const many = Array.from({ length: 1500 }, (_, i) => ({
+        time: 1_795_337_284_364 + i,
+        values: [
+          true,
+          `s-${i}`,
+          i,
+          `C:\\Users\\${"ü".repeat(i % 300)}\\${i}.txt`,
+          "deny",
+          i / 7,
+          "",
+          "r",
+          -i,
+        ],
+      }));
+      for (const r of many) write(r.time, r.values, undefined);
+      await sink.shutdown();
+      expect(c.bodies.length).toBe(1);
+      expect(c.bodies[0]!.body.length).toBeGreaterThan(512 * 1024);
+      expect(
+        Buffer.from(c.bodies[0]!.body).equals(Buffer.from(sdkBytes(resource, "agentsh-broker", many))),
+      ).toBe(true);
     } finally {
       await c.close();
     }

@@ -71,6 +71,43 @@ interface Request {
   count: number;
 }
 
+/** Strings at least this long are written by Buffer's encoder (a native call costs more below). */
+const LONG_STRING = 16;
+
+/** What ProtobufWriter keeps private (its .d.ts), used by Writer. */
+interface WriterInternals {
+  _buffer: Uint8Array;
+  _ensureCapacity(size: number): void;
+}
+
+/**
+ * The SDK's ProtobufWriter, writing strings of LONG_STRING characters or more with Buffer's native
+ * UTF-8 encoder instead of its character loop (paths and rule names: a traced decision's span spent
+ * about 1.4 µs of the broker's CPU in that loop). Same bytes: both write lone surrogates as U+FFFD.
+ */
+class Writer extends ProtobufWriter {
+  private view: Buffer | undefined;
+  private viewOf: Uint8Array | undefined;
+
+  override writeString(str: string): void {
+    if (str.length < LONG_STRING) {
+      super.writeString(str);
+      return;
+    }
+    const n = Buffer.byteLength(str, "utf8");
+    this.writeVarint(n);
+    const self = this as unknown as WriterInternals;
+    self._ensureCapacity(n);
+    const buf = self._buffer;
+    if (buf !== this.viewOf) {
+      this.viewOf = buf;
+      this.view = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
+    }
+    this.view!.write(str, this.pos, n, "utf8");
+    this.pos += n;
+  }
+}
+
 /** A batch's first buffer (512 audit records take about 180 kB; it grows by doubling). */
 const INITIAL_BYTES = 256 * 1024;
 
@@ -86,7 +123,7 @@ function putVarint(out: Uint8Array, p: number, v: number): number {
 
 /** A schema_url field (3), or nothing. */
 function schemaUrlField(url: string | undefined): Uint8Array {
-  const w = new ProtobufWriter(64);
+  const w = new Writer(64);
   if (url) {
     w.writeTag(3, 2);
     w.writeString(url);
@@ -129,7 +166,7 @@ class OtlpBatcher {
     // transport at once, so spans and records wait here for at most one batch; the transport holds
     // at most OTEL_EXPORTER_OTLP_CONCURRENCY_LIMIT exports (30) and fails (and reports) any beyond.
     this.batchSize = Math.min(positive(opts.maxExportBatchSize, 512), positive(opts.maxQueueSize, 2048));
-    const w = new ProtobufWriter(1024);
+    const w = new Writer(1024);
     writeResource(w, resource, 1);
     this.resource = w.finish().slice();
     this.resourceTail = schemaUrlField(resource.schemaUrl);
@@ -151,12 +188,12 @@ class OtlpBatcher {
     const key = `${scope.name}\0${scope.version ?? ""}\0${scope.schemaUrl ?? ""}`;
     let b = this.batches.get(key);
     if (!b) {
-      const w = new ProtobufWriter(256);
+      const w = new Writer(256);
       writeInstrumentationScope(w, scope, 1);
       b = {
         head: w.finish().slice(),
         tail: schemaUrlField(scope.schemaUrl),
-        writer: new ProtobufWriter(INITIAL_BYTES),
+        writer: new Writer(INITIAL_BYTES),
         count: 0,
       };
       this.batches.set(key, b);
