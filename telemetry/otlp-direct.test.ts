@@ -41,6 +41,20 @@ async function collector() {
   };
 }
 
+/** Runs `fn` with a collector that OTEL_EXPORTER_OTLP_<signal>_ENDPOINT points at, then closes it. */
+async function withCollector(
+  signal: "LOGS" | "TRACES",
+  fn: (c: Awaited<ReturnType<typeof collector>>) => Promise<void>,
+): Promise<void> {
+  const c = await collector();
+  vi.stubEnv(`OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`, `${c.url}/v1/${signal.toLowerCase()}`);
+  try {
+    await fn(c);
+  } finally {
+    await c.close();
+  }
+}
+
 type Value = string | number | boolean | undefined;
 const KEYS = ["audit", "session", "pid", "path", "decision", "latency_ms", "", "rule", "offset"] as const;
 const RECORDS: { time: number; values: Value[]; span?: SpanContext }[] = [
@@ -113,9 +127,7 @@ describe("OtlpRecordSink", () => {
   });
 
   it("sends the bytes the SDK's LoggerProvider and ProtobufLogsSerializer make of the same records", async () => {
-    const c = await collector();
-    vi.stubEnv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", `${c.url}/v1/logs`);
-    try {
+    await withCollector("LOGS", async (c) => {
       const sink = new OtlpRecordSink(resource);
       const write = sink.encoder("agentsh-broker", "decision", KEYS);
       for (const r of RECORDS) write(r.time, r.values, r.span);
@@ -125,15 +137,11 @@ describe("OtlpRecordSink", () => {
         Buffer.from(c.bodies[0]!.body).equals(Buffer.from(sdkBytes(resource, "agentsh-broker", RECORDS))),
       ).toBe(true);
       await sink.shutdown();
-    } finally {
-      await c.close();
-    }
+    });
   });
 
   it("grows its buffer for a batch larger than the first one (256 kB), with the same bytes", async () => {
-    const c = await collector();
-    vi.stubEnv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", `${c.url}/v1/logs`);
-    try {
+    await withCollector("LOGS", async (c) => {
       const sink = new OtlpRecordSink(resource, { maxExportBatchSize: 4000, maxQueueSize: 4000 });
       const write = sink.encoder("agentsh-broker", "decision", KEYS);
       const many = Array.from({ length: 1500 }, (_, i) => ({
@@ -157,15 +165,11 @@ describe("OtlpRecordSink", () => {
       expect(
         Buffer.from(c.bodies[0]!.body).equals(Buffer.from(sdkBytes(resource, "agentsh-broker", many))),
       ).toBe(true);
-    } finally {
-      await c.close();
-    }
+    });
   });
 
   it("applies the attribute count and value length limits as the SDK does", async () => {
-    const c = await collector();
-    vi.stubEnv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", `${c.url}/v1/logs`);
-    try {
+    await withCollector("LOGS", async (c) => {
       const limits = { attributeCountLimit: 3, attributeValueLengthLimit: 4 };
       const sink = new OtlpRecordSink(resource, limits);
       const write = sink.encoder("s", "decision", KEYS);
@@ -174,15 +178,11 @@ describe("OtlpRecordSink", () => {
       expect(
         Buffer.from(c.bodies[0]!.body).equals(Buffer.from(sdkBytes(resource, "s", RECORDS, limits))),
       ).toBe(true);
-    } finally {
-      await c.close();
-    }
+    });
   });
 
   it("exports a full batch at once and the rest after the schedule delay; nothing after shutdown", async () => {
-    const c = await collector();
-    vi.stubEnv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", `${c.url}/v1/logs`);
-    try {
+    await withCollector("LOGS", async (c) => {
       const sink = new OtlpRecordSink(resource, { maxExportBatchSize: 100, scheduleDelayMillis: 50 });
       const write = sink.encoder("s", "decision", KEYS);
       for (let i = 0; i < 250; i++) write(1_000 + i, RECORDS[0]!.values, undefined);
@@ -194,9 +194,7 @@ describe("OtlpRecordSink", () => {
       write(5_000, RECORDS[0]!.values, undefined);
       await sink.flush();
       expect(c.bodies.length).toBe(3);
-    } finally {
-      await c.close();
-    }
+    });
   });
 
   it("reports a failed export (the collector answers 400) and goes on", async () => {
@@ -337,9 +335,7 @@ describe("OtlpSpanExporter", () => {
   const resource = resourceFromAttributes({ "service.name": "agentsh-policy", "host.name": "h1" });
 
   it("sends the bytes ProtobufTraceSerializer makes of the same spans (SDK spans: remote parent, links, events, status)", async () => {
-    const c = await collector();
-    vi.stubEnv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", `${c.url}/v1/traces`);
-    try {
+    await withCollector("TRACES", async (c) => {
       const exporter = new OtlpSpanExporter(resource);
       const ended: ReadableSpan[] = [];
       const provider = new BasicTracerProvider({
@@ -401,9 +397,7 @@ describe("OtlpSpanExporter", () => {
         Buffer.from(c.bodies[0]!.body).equals(Buffer.from(ProtobufTraceSerializer.serializeRequest(ended)!)),
       ).toBe(true);
       await exporter.shutdown();
-    } finally {
-      await c.close();
-    }
+    });
   });
 
   it("through startSdk, light spans and SDK spans reach the collector as the SDK's exporter sent them", async () => {

@@ -33,6 +33,7 @@ import {
   writeAttributes,
   writeHrTimeAsFixed64,
   writeInstrumentationScope,
+  writeKeyValue,
   writeResource,
 } from "@opentelemetry/otlp-transformer/build/src/common/protobuf/common-serializer.js";
 import { ProtobufWriter } from "@opentelemetry/otlp-transformer/build/src/common/protobuf/protobuf-writer.js";
@@ -108,6 +109,24 @@ class Writer extends ProtobufWriter {
   }
 }
 
+/** Bytes a writer reserves for a nested message's length (finishLengthDelimited widens it if needed). */
+const RESERVED = (() => {
+  const w = new ProtobufWriter(16);
+  const at = w.startLengthDelimited();
+  return w.pos - at;
+})();
+
+/** Starts nested message `field` (length-delimited); returns what `close` needs. */
+function open(w: ProtobufWriter, field: number): number {
+  w.writeTag(field, 2);
+  return w.startLengthDelimited();
+}
+
+/** Ends the nested message `open` started at `at`. */
+function close(w: ProtobufWriter, at: number): void {
+  w.finishLengthDelimited(at, w.pos - at - RESERVED);
+}
+
 /** A batch's first buffer (512 audit records take about 180 kB; it grows by doubling). */
 const INITIAL_BYTES = 256 * 1024;
 
@@ -152,7 +171,8 @@ class OtlpBatcher {
   /** ResourceX.resource (field 1), and ResourceX.schema_url (field 3) when the resource has one. */
   private readonly resource: Uint8Array;
   private readonly resourceTail: Uint8Array;
-  private readonly batches = new Map<string, Batch>();
+  /** By scope object, as the SDK's serializers group them (a tracer's spans share its scope). */
+  private readonly batches = new Map<Scope, Batch>();
   private readonly delay: number;
   private readonly batchSize: number;
   private timer: NodeJS.Timeout | undefined;
@@ -185,8 +205,7 @@ class OtlpBatcher {
 
   /** The batch of a scope, to write one item into (then call `added`). */
   protected batchOf(scope: Scope): Batch {
-    const key = `${scope.name}\0${scope.version ?? ""}\0${scope.schemaUrl ?? ""}`;
-    let b = this.batches.get(key);
+    let b = this.batches.get(scope);
     if (!b) {
       const w = new Writer(256);
       writeInstrumentationScope(w, scope, 1);
@@ -196,7 +215,7 @@ class OtlpBatcher {
         writer: new Writer(INITIAL_BYTES),
         count: 0,
       };
-      this.batches.set(key, b);
+      this.batches.set(scope, b);
     }
     return b;
   }
@@ -316,19 +335,15 @@ export class OtlpRecordSink extends OtlpBatcher {
       const b = this.batchOf(sc);
       const w = b.writer;
       // ScopeLogs.log_records (field 2): the SDK's serializeLogRecord, field for field.
-      w.writeTag(2, 2);
-      const start = w.startLengthDelimited();
-      const from = w.pos;
+      const record = open(w, 2);
       writeTime(w, 1, time);
       w.writeTag(2, 0);
       w.writeVarint(SEVERITY_INFO);
       w.writeTag(3, 2);
       w.writeString("INFO");
-      w.writeTag(5, 2);
-      const bodyStart = w.startLengthDelimited();
-      const bodyFrom = w.pos;
+      const bodyAt = open(w, 5);
       writeAnyValue(w, body);
-      w.finishLengthDelimited(bodyStart, w.pos - bodyFrom);
+      close(w, bodyAt);
       let kept = 0;
       let dropped = 0;
       for (let i = 0; i < keys.length; i++) {
@@ -340,17 +355,9 @@ export class OtlpRecordSink extends OtlpBatcher {
         }
         kept++;
         if (typeof v === "string" && v.length > this.lengthLimit) v = v.substring(0, this.lengthLimit);
-        w.writeTag(6, 2);
-        const kv = w.startLengthDelimited();
-        const kvFrom = w.pos;
-        w.writeTag(1, 2);
-        w.writeString(keys[i]!);
-        w.writeTag(2, 2);
-        const val = w.startLengthDelimited();
-        const valFrom = w.pos;
-        writeAnyValue(w, v);
-        w.finishLengthDelimited(val, w.pos - valFrom);
-        w.finishLengthDelimited(kv, w.pos - kvFrom);
+        const kv = open(w, 6);
+        writeKeyValue(w, keys[i]!, v);
+        close(w, kv);
       }
       w.writeTag(7, 0);
       w.writeVarint(dropped);
@@ -369,7 +376,7 @@ export class OtlpRecordSink extends OtlpBatcher {
         }
       }
       writeTime(w, 11, time);
-      w.finishLengthDelimited(start, w.pos - from);
+      close(w, record);
       this.added(b);
     };
   }
@@ -407,9 +414,7 @@ export class OtlpSpanExporter extends OtlpBatcher implements SpanProcessor {
     if (this.stopped) return;
     const b = this.batchOf(span.instrumentationScope);
     const w = b.writer;
-    w.writeTag(2, 2);
-    const start = w.startLengthDelimited();
-    const from = w.pos;
+    const at = open(w, 2);
     const ctx = span.spanContext();
     writeContext(w, ctx);
     const parent = span.parentSpanContext;
@@ -432,9 +437,7 @@ export class OtlpSpanExporter extends OtlpBatcher implements SpanProcessor {
     w.writeTag(10, 0);
     w.writeVarint(span.droppedAttributesCount);
     for (const event of span.events) {
-      w.writeTag(11, 2);
-      const es = w.startLengthDelimited();
-      const ef = w.pos;
+      const ev = open(w, 11);
       w.writeTag(1, 1);
       writeHrTimeAsFixed64(w, event.time);
       w.writeTag(2, 2);
@@ -442,14 +445,12 @@ export class OtlpSpanExporter extends OtlpBatcher implements SpanProcessor {
       if (event.attributes) writeAttributes(w, event.attributes, 3);
       w.writeTag(4, 0);
       w.writeVarint(event.droppedAttributesCount || 0);
-      w.finishLengthDelimited(es, w.pos - ef);
+      close(w, ev);
     }
     w.writeTag(12, 0);
     w.writeVarint(span.droppedEventsCount);
     for (const link of span.links) {
-      w.writeTag(13, 2);
-      const ls = w.startLengthDelimited();
-      const lf = w.pos;
+      const ln = open(w, 13);
       const lc = link.context;
       writeContext(w, lc);
       if (link.attributes) writeAttributes(w, link.attributes, 4);
@@ -457,23 +458,21 @@ export class OtlpSpanExporter extends OtlpBatcher implements SpanProcessor {
       w.writeVarint(link.droppedAttributesCount || 0);
       w.writeTag(6, 5);
       w.writeFixed32(spanFlags(lc.traceFlags, lc.isRemote));
-      w.finishLengthDelimited(ls, w.pos - lf);
+      close(w, ln);
     }
     w.writeTag(14, 0);
     w.writeVarint(span.droppedLinksCount);
-    w.writeTag(15, 2);
-    const ss = w.startLengthDelimited();
-    const sf = w.pos;
+    const status = open(w, 15);
     if (span.status.message) {
       w.writeTag(2, 2);
       w.writeString(span.status.message);
     }
     w.writeTag(3, 0);
     w.writeVarint(span.status.code);
-    w.finishLengthDelimited(ss, w.pos - sf);
+    close(w, status);
     w.writeTag(16, 5);
     w.writeFixed32(spanFlags(ctx.traceFlags, parent?.isRemote));
-    w.finishLengthDelimited(start, w.pos - from);
+    close(w, at);
     this.added(b);
   }
 

@@ -266,19 +266,24 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
   // Given span processors replace OTEL_TRACES_EXPORTER (tests); tracing is on when there are any.
   // OTLP/HTTP protobuf alone: spans are encoded as they end (otlp-direct.ts); else the SDK's processors.
   const tracesList = chosen("OTEL_TRACES_EXPORTER");
+  const directTraces = !opts.spanProcessors?.length && directOtlp(tracesList, "TRACES", get);
+  const directLogs =
+    !opts.logRecordProcessors?.length && directOtlp(chosen("OTEL_LOGS_EXPORTER"), "LOGS", get);
+  // The direct encoders write the resource once, so its asynchronous attributes must have settled.
+  if (directTraces || directLogs) await resource.waitForAsyncAttributes?.();
   let spanProcessors: SpanProcessor[];
   if (opts.spanProcessors?.length) spanProcessors = opts.spanProcessors;
-  else if (directOtlp(tracesList, "TRACES", get)) {
-    await resource.waitForAsyncAttributes?.();
+  else if (directTraces) {
     spanProcessors = [
-      withEnv(env, () => {
-        const num = (k: string) => getNumberFromEnv(k);
-        return new OtlpSpanExporter(resource, {
-          scheduleDelayMillis: num("OTEL_BSP_SCHEDULE_DELAY"),
-          maxExportBatchSize: num("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
-          maxQueueSize: num("OTEL_BSP_MAX_QUEUE_SIZE"),
-        });
-      }),
+      withEnv(
+        env,
+        () =>
+          new OtlpSpanExporter(resource, {
+            scheduleDelayMillis: getNumberFromEnv("OTEL_BSP_SCHEDULE_DELAY"),
+            maxExportBatchSize: getNumberFromEnv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
+            maxQueueSize: getNumberFromEnv("OTEL_BSP_MAX_QUEUE_SIZE"),
+          }),
+      ),
     ];
   } else
     spanProcessors = tracesList.length > 0 ? withEnv(env, () => getSpanProcessorsFromEnv(undefined)) : [];
@@ -321,8 +326,7 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
   // Fixed-shape records (log.ts recordWriter) straight to OTLP bytes when OTLP/HTTP protobuf is the
   // only logs exporter (otlp-direct.ts); the SDK's pipeline otherwise.
   let sink: OtlpRecordSink | undefined;
-  if (!opts.logRecordProcessors?.length && directOtlp(chosen("OTEL_LOGS_EXPORTER"), "LOGS", get)) {
-    await resource.waitForAsyncAttributes?.();
+  if (directLogs) {
     sink = withEnv(env, () => {
       const batch = getBatchLogRecordProcessorConfigFromEnv();
       const limits = getLoggerProviderConfigFromEnv().logRecordLimits ?? {};
