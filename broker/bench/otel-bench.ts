@@ -22,6 +22,11 @@
 // the machine by turns: driver/bench/cpu_swap.c pins every thread of one system to one CPU and the
 // other's to the other, and swaps them every 250 ms. Each system then has one CPU's worth of the
 // same machine, and the ratio of their throughputs is the ratio of what a decision costs end to end.
+// The OTLP receiver (a fleet's collector runs on another machine) and the scraper live in this
+// process, which stays on one of the two CPUs, so what they do is charged to both systems equally
+// (left to the scheduler, the receiver ran where the exporting broker woke it, on that system's
+// turn); the turns last a random 125 to 375 ms so that exports once a second do not keep step with
+// them.
 // Why the turns: the two virtual CPUs run at different speeds from moment to moment, and left to
 // the scheduler the two systems' shares of them drifted apart for tens of seconds (two identical
 // systems side by side differed by up to 12 % over 8 s windows, 3.4 % over 64 s; with the turns, by
@@ -38,6 +43,7 @@
 //   otel_overhead_pct_all_audited for full on the audited workload; and the CPU each process spends
 //   per decision (medians of the same ratios).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -71,7 +77,7 @@ const WARMUP_S = 20;
 const FIRST_SECONDS_WARMUP_S = 2;
 /** Closed-loop workload threads: enough to keep a core busy. */
 const THREADS = 32;
-/** driver/bench/cpu_swap.c: the two systems trade the two CPUs every SWAP_MS. */
+/** driver/bench/cpu_swap.c: the two systems trade the two CPUs every SWAP_MS on average. */
 const CPU_SWAP = join(ROOT, "driver/build/cpu-swap");
 const SWAP_MS = 250;
 /** How often Prometheus scrapes the services: the interval deploy/prometheus/prometheus.yml ships. */
@@ -221,13 +227,19 @@ async function together(
     const started = (p: number[]) => {
       pids.push(p);
       if (pids.length === 2)
-        swap = spawn(CPU_SWAP, [String(SWAP_MS), ...pids.map((x) => x.join(","))], {
+        // This process (the OTLP receiver, the scraper) stays on one CPU: charged to both equally.
+        swap = spawn(CPU_SWAP, [String(SWAP_MS), ...pids.map((x) => x.join(",")), String(process.pid)], {
           stdio: ["ignore", "ignore", "inherit"],
         });
     };
     return await Promise.all(systems.map((s) => s.run(seconds, warmupS, started)));
   } finally {
-    swap?.kill();
+    // It gives this process back both CPUs as it ends; the next round's processes inherit them.
+    if (swap && swap.exitCode === null && swap.signalCode === null) {
+      const ended = once(swap, "exit");
+      swap.kill();
+      await ended;
+    }
     await Promise.all(systems.map((s) => s.stop()));
   }
 }
@@ -270,7 +282,7 @@ const run: BenchGroup = async ({ quick, log }) => {
   );
   if (made.status !== 0) throw new Error(`make -C driver failed: ${made.stderr}`);
   log(
-    `two systems at a time, trading the two CPUs every ${SWAP_MS} ms; Prometheus scrapes every ${SCRAPE_INTERVAL_S} s`,
+    `two systems at a time, trading the two CPUs every ${SWAP_MS / 2}-${(SWAP_MS * 3) / 2} ms, this process (OTLP receiver, scraper) on one of them; Prometheus scrapes every ${SCRAPE_INTERVAL_S} s`,
   );
   const receiver = await otlpReceiver();
   const seconds = quick ? 3 : 10;
