@@ -334,7 +334,7 @@ describe("recordWriter with OTEL_LOGS_EXPORTER=otlp", () => {
 describe("OtlpSpanExporter", () => {
   const resource = resourceFromAttributes({ "service.name": "agentsh-policy", "host.name": "h1" });
 
-  it("sends the bytes ProtobufTraceSerializer makes of the same spans (SDK spans: remote parent, links, events, status)", async () => {
+  it("sends the bytes ProtobufTraceSerializer makes of the same spans (SDK spans: remote parent, links, events, status, attributes of every kind)", async () => {
     await withCollector("TRACES", async (c) => {
       const exporter = new OtlpSpanExporter(resource);
       const ended: ReadableSpan[] = [];
@@ -371,6 +371,15 @@ describe("OtlpSpanExporter", () => {
             f: 0.5,
             ok: true,
             list: ["a", "b"],
+            // The writer's paths: a non-ASCII value and key, an empty value, values either side of
+            // the length written by Buffer's encoder (48), and KeyValues of 127 and 128 bytes.
+            mode: "ü-mode",
+            clé: "v",
+            empty: "",
+            s47: "p".repeat(47),
+            s48: "q".repeat(48),
+            ["a".repeat(80)]: "x".repeat(41),
+            ["b".repeat(80)]: "y".repeat(42),
           },
           links: [
             {
