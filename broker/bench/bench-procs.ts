@@ -60,7 +60,8 @@ export function simRun(
     err += d;
   });
   const report = new Promise<SimReport>((resolve, reject) => {
-    proc.once("exit", (code) => {
+    // "close", not "exit": the report may still be in the stdout pipe when the process has exited.
+    proc.once("close", (code) => {
       if (code !== 0) reject(new Error(`agentsh-sim ${args.join(" ")} exited ${code}: ${err.slice(-500)}`));
       else resolve(JSON.parse(out.trim().split("\n").at(-1)!) as SimReport);
     });
