@@ -20,13 +20,13 @@
 // instrumented one and one with none, each with its own simulator, broker and server (servers
 // started first, then both workloads together, so the measured windows coincide), and they share
 // the machine by turns: driver/bench/cpu_swap.c pins every thread of one system to one CPU and the
-// other's to the other, and swaps them every 250 ms. Each system then has one CPU's worth of the
-// same machine, and the ratio of their throughputs is the ratio of what a decision costs end to end.
-// The OTLP receiver (a fleet's collector runs on another machine) and the scraper live in this
-// process, which stays on one of the two CPUs, so what they do is charged to both systems equally
-// (left to the scheduler, the receiver ran where the exporting broker woke it, on that system's
-// turn); the turns last a random 125 to 375 ms so that exports once a second do not keep step with
-// them.
+// other's to the other, and swaps them every 250 ms on average. Each system then has one CPU's
+// worth of the same machine, and the ratio of their throughputs is the ratio of what a decision
+// costs end to end. The OTLP receiver (a fleet's collector runs on another machine) and the scraper
+// live in this process, which stays on one of the two CPUs, so what they do is charged to both
+// systems equally (left to the scheduler, the receiver could run where the exporting broker woke
+// it, on that system's turn); the turns last a random 125 to 375 ms so that exports once a second
+// do not keep step with them.
 // Why the turns: the two virtual CPUs run at different speeds from moment to moment, and left to
 // the scheduler the two systems' shares of them drifted apart for tens of seconds (two identical
 // systems side by side differed by up to 12 % over 8 s windows, 3.4 % over 64 s; with the turns, by

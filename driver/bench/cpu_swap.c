@@ -13,8 +13,8 @@
  *
  * PIDS_NEUTRAL (the bench itself: the OTLP receiver standing in for a collector, the scraper) stay
  * on the first CPU, so whatever they do is charged to both systems equally: each system has that
- * CPU half of the time. Left to the scheduler, the receiver ran where the exporting system woke it,
- * and its work was charged to that system alone. A fleet's collector runs on another machine.
+ * CPU half of the time. Left to the scheduler, the receiver could run where the exporting system
+ * woke it, its work charged to that system alone. A fleet's collector runs on another machine.
  * For that half to be half, what they do must not keep step with the trades (an exporter's timer of
  * one second would meet a trade every 250 ms at the same point of the cycle): each pair of turns
  * lasts a random 1 to 3 PERIOD_MS, the same for both turns of the pair, so each system still has
