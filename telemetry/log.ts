@@ -118,17 +118,17 @@ export function isoTime(ms: number): string {
   return isoPrefix + MS3[ms - sec * 1000]!;
 }
 
-// With OTLP/HTTP protobuf as the only logs exporter (the usual case), a fixed-shape writer's records
-// are encoded into OTLP bytes as they are written (otlp-direct.ts) and none of what follows applies.
-// Otherwise the OpenTelemetry log records of fixed-shape writers are emitted to the SDK in batches:
-// a record is kept as its
-// time, a copy of its values and its span, and every BATCH_MS (or at BATCH_MAX records, or before
-// the SDK flushes or shuts down) the held records go to the SDK in one loop. Emitted one by one, as
-// the rare event an audit record is (a few percent of decisions), each ran the SDK's code cold, at
-// tens of microseconds on the broker's main thread, which sets end-to-end throughput (see
-// broker/bench/otel-bench.ts); in a loop that code is compiled and cheap. The records keep their
-// own timestamps; the BatchLogRecordProcessor exports them as before (OTEL_BLRP_SCHEDULE_DELAY, 1 s
-// by default), so at most BATCH_MS is added before a record reaches it.
+// With OTLP/HTTP protobuf as the only logs exporter (the usual case), a fixed-shape writer's
+// records are encoded into OTLP bytes as they are written (otlp-direct.ts) and none of what follows
+// applies. Otherwise the OpenTelemetry log records of fixed-shape writers are emitted to the SDK in
+// batches: a record is kept as its time, a copy of its values and its span, and every BATCH_MS (or
+// at BATCH_MAX records, or before the SDK flushes or shuts down) the held records go to the SDK in
+// one loop. Emitted one by one, as the rare event an audit record is (a few percent of decisions),
+// each ran the SDK's code cold, at tens of microseconds on the broker's main thread, which sets
+// end-to-end throughput (see broker/bench/otel-bench.ts); in a loop that code is compiled and
+// cheap. The records keep their own timestamps; the BatchLogRecordProcessor exports them as before
+// (OTEL_BLRP_SCHEDULE_DELAY, 1 s by default), so at most BATCH_MS is added before a record reaches
+// it.
 const BATCH_MS = 100;
 const BATCH_MAX = 512;
 

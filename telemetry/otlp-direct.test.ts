@@ -265,6 +265,15 @@ function logRecords(body: Uint8Array): Map<number, Uint8Array[]>[] {
   return out;
 }
 
+/** startSdk for these tests: metrics off, `env` on top. */
+const startWith = (service: string, env: Record<string, string>) =>
+  startSdk({
+    service,
+    version: "0",
+    defaultPrometheusPort: 0,
+    env: { OTEL_METRICS_EXPORTER: "none", ...env },
+  });
+
 describe("recordWriter with OTEL_LOGS_EXPORTER=otlp", () => {
   const quiet = () =>
     new Writable({
@@ -275,11 +284,9 @@ describe("recordWriter with OTEL_LOGS_EXPORTER=otlp", () => {
 
   it("sends each record to the collector as an OTLP log record with its attributes and trace", async () => {
     const c = await collector();
-    const t = await startSdk({
-      service: "agentsh-records-test",
-      version: "0",
-      defaultPrometheusPort: 0,
-      env: { OTEL_METRICS_EXPORTER: "none", OTEL_LOGS_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: c.url },
+    const t = await startWith("agentsh-records-test", {
+      OTEL_LOGS_EXPORTER: "otlp",
+      OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
     });
     try {
       expect(recordSink()).toBeDefined();
@@ -316,11 +323,9 @@ describe("recordWriter with OTEL_LOGS_EXPORTER=otlp", () => {
       { OTEL_LOGS_EXPORTER: "none" },
     ];
     for (const env of envs) {
-      const t = await startSdk({
-        service: "agentsh-records-test",
-        version: "0",
-        defaultPrometheusPort: 0,
-        env: { OTEL_METRICS_EXPORTER: "none", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9", ...env },
+      const t = await startWith("agentsh-records-test", {
+        OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9",
+        ...env,
       });
       try {
         expect(recordSink(), JSON.stringify(env)).toBeUndefined();
@@ -411,16 +416,10 @@ describe("OtlpSpanExporter", () => {
 
   it("through startSdk, light spans and SDK spans reach the collector as the SDK's exporter sent them", async () => {
     const c = await collector();
-    const t = await startSdk({
-      service: "agentsh-direct-test",
-      version: "0",
-      defaultPrometheusPort: 0,
-      env: {
-        OTEL_METRICS_EXPORTER: "none",
-        OTEL_TRACES_EXPORTER: "otlp",
-        OTEL_TRACES_SAMPLER: "parentbased_always_on",
-        OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
-      },
+    const t = await startWith("agentsh-direct-test", {
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_TRACES_SAMPLER: "parentbased_always_on",
+      OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
     });
     try {
       const light = tracerFor({ name: "agentsh-direct-test", version: "0" })();

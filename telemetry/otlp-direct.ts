@@ -103,17 +103,11 @@ class Writer extends ProtobufWriter {
       self._ensureCapacity(n + 1);
       const buf = self._buffer;
       const p = this.pos + 1;
-      for (let i = 0; i < n; i++) {
-        const c = str.charCodeAt(i);
-        if (c > 0x7f) {
-          this.writeNative(str);
-          return;
-        }
-        buf[p + i] = c;
+      if (copyAscii(buf, p, str)) {
+        buf[p - 1] = n; // its length, one varint byte
+        this.pos = p + n;
+        return;
       }
-      buf[p - 1] = n; // its length, one varint byte
-      this.pos = p + n;
-      return;
     }
     this.writeNative(str);
   }
@@ -142,6 +136,19 @@ class Writer extends ProtobufWriter {
     buf.set(bytes, this.pos);
     this.pos += n;
   }
+}
+
+/**
+ * Writes `str` into `buf` from `p` if it is all ASCII (one byte a character); false at the first
+ * character that is not (the bytes written so far are then to be overwritten).
+ */
+function copyAscii(buf: Uint8Array, p: number, str: string): boolean {
+  for (let i = 0; i < str.length; i++) {
+    const c = str.charCodeAt(i);
+    if (c > 0x7f) return false;
+    buf[p + i] = c;
+  }
+  return true;
 }
 
 /** Encoded KeyValue.key fields by key: attribute keys are few (the cache is bounded all the same). */
@@ -184,16 +191,7 @@ function writeAttribute(w: Writer, field: number, key: string, value: unknown): 
     buf[p++] = 2 + n; // under 128: one varint byte
     buf[p++] = (1 << 3) | 2;
     buf[p++] = n;
-    let ascii = true;
-    for (let i = 0; i < n; i++) {
-      const c = value.charCodeAt(i);
-      if (c > 0x7f) {
-        ascii = false;
-        break;
-      }
-      buf[p + i] = c;
-    }
-    if (ascii) {
+    if (copyAscii(buf, p, value)) {
       w.pos = p + n;
       return;
     }
@@ -201,8 +199,7 @@ function writeAttribute(w: Writer, field: number, key: string, value: unknown): 
   }
   const at = open(w, field);
   w.writeRaw(kf);
-  w.writeTag(2, 2);
-  const v = w.startLengthDelimited();
+  const v = open(w, 2);
   writeAnyValue(w, value as Parameters<typeof writeAnyValue>[1]);
   close(w, v);
   close(w, at);

@@ -332,12 +332,8 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
       const limits = getLoggerProviderConfigFromEnv().logRecordLimits ?? {};
       return new OtlpRecordSink(resource, {
         ...batch,
-        ...(limits.attributeCountLimit !== undefined
-          ? { attributeCountLimit: limits.attributeCountLimit }
-          : {}),
-        ...(limits.attributeValueLengthLimit !== undefined
-          ? { attributeValueLengthLimit: limits.attributeValueLengthLimit }
-          : {}),
+        attributeCountLimit: limits.attributeCountLimit,
+        attributeValueLengthLimit: limits.attributeValueLengthLimit,
       });
     });
   }
