@@ -15,7 +15,7 @@
 // Span limits (OTEL_SPAN_*_LIMIT) are not applied: these spans carry a handful of fixed attributes.
 //
 // Used only with a parent-based sampler, whose decisions are simple: a child follows its parent's
-// sampled flag and a root is sampled with the configured ratio (telemetry/trace.ts). Any other
+// sampled flag and a root is sampled with the configured ratio and cap (telemetry/trace.ts). Any other
 // sampler keeps the SDK's tracer (tracerFor).
 import {
   type Attributes,
@@ -57,7 +57,7 @@ import {
   type SpanProcessor,
   type TimedEvent,
 } from "@opentelemetry/sdk-trace-base";
-import { PRESAMPLED } from "./trace.js";
+import { PRESAMPLED, sampleNewRoot } from "./trace.js";
 
 /** Spans handed to the processors at once; and the longest a finished span waits, ms. */
 export const SPAN_BATCH = 64;
@@ -380,8 +380,7 @@ export class LightTracer implements Tracer {
       sampled = (parent.traceFlags & TraceFlags.SAMPLED) !== 0;
     } else {
       traceId = ids.generateTraceId();
-      const r = this.p.ratio;
-      sampled = ctx.getValue(PRESAMPLED) === true || (r > 0 && Math.random() < r);
+      sampled = ctx.getValue(PRESAMPLED) === true || sampleNewRoot(this.p.ratio);
     }
     const sc: SpanContext = {
       traceId,

@@ -6,16 +6,25 @@
 //     with otlp alone over http/protobuf, the default protocol, spans and the fixed-shape log records
 //     are encoded as they end, outside the JavaScript heap, and sent by the SDK's OTLP transport:
 //     otlp-direct.ts)
-//   OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.01 (its ratio; an ARG
-//     set alone applies to it): one decision in a
-//     hundred is traced (a trace costs each service about 10% of an uncached decision's CPU; see
-//     broker/bench/otel-bench.ts); parentbased_always_on traces every one.
-//   OTEL_BSP_MAX_EXPORT_BATCH_SIZE=64 (the SDK's default is 512): through the SDK's exporters an
-//     export turns its spans into OTLP on the event loop in one go, and 512 of them held a busy
+//   OTEL_TRACES_SAMPLER unset: parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG=0.01 (its ratio;
+//     an ARG set alone applies to it), and at most DEFAULT_TRACES_PER_SECOND (10) new traces a second
+//     per process: one decision in a hundred is traced, and no more than 10 a second however busy the
+//     host. Traced decisions cost the services far more than their own work (broker/bench/
+//     otel-bench.ts: at saturation, 1 % traced made about 2.6 % fewer decisions than 0.045 %, the
+//     cap's rate there), so without the cap what tracing costs a host, and the volume a fleet sends
+//     its collector, would grow with the load. A sampler named in OTEL_TRACES_SAMPLER is the
+//     specification's, uncapped: parentbased_traceidratio traces exactly the ratio,
+//     parentbased_always_on every decision.
+//   OTEL_BSP_MAX_EXPORT_BATCH_SIZE=64 through the SDK's exporters (the SDK's default is 512): they
+//     turn an export's spans into OTLP on the event loop in one go, and 512 of them held a busy
 //     broker's decisions for over 10 ms
 //     (with every decision traced at 3000/s: end-to-end p99 13.2 and 13.6 ms, against 4.9 and 5.4
 //     with 64, and 2.6-3.0 without traces). The price: with every decision traced at saturation,
 //     64 (or 128) made about 17 % fewer decisions than 512, side by side; at 1 % it is negligible.
+//     With OTLP over http/protobuf alone (otlp-direct.ts) a span is encoded as it ends and an export
+//     only sends bytes, so the SDK's 512 stands: an export is an HTTP request that costs the decision
+//     path more than its size (broker/bench/otel-bench.ts), and 512 made about 0.6 % more decisions
+//     than 64 with every signal on (side by side, four round pairs).
 // OTEL_SDK_DISABLED=true starts nothing. The hot code uses the OpenTelemetry API only, so without a
 // started SDK every instrument and span is a no-op.
 // Values are read as the specification says (sdk-env.test.ts): trimmed, blank ones unset, names in any
@@ -111,7 +120,6 @@ const DEFAULTS: Record<string, string> = {
   OTEL_TRACES_EXPORTER: "none",
   OTEL_LOGS_EXPORTER: "none",
   OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
-  OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "64",
 };
 
 /** Resource attributes that become labels of every Prometheus series (host and replica selection). */
@@ -285,8 +293,10 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
           }),
       ),
     ];
-  } else
+  } else {
+    if (setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") === undefined) env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE = "64";
     spanProcessors = tracesList.length > 0 ? withEnv(env, () => getSpanProcessorsFromEnv(undefined)) : [];
+  }
   const tracing = spanProcessors.length > 0;
 
   const sdk = withEnv(env, () => {
@@ -338,7 +348,7 @@ export async function startSdk(opts: TelemetryOptions): Promise<Telemetry> {
     });
   }
   records = sink;
-  setRootSampling(tracing ? sampling.ratio : 0);
+  setRootSampling(tracing ? sampling.ratio : 0, tracing ? sampler.perSecond : undefined);
   // Light spans on the decision path with a parent-based sampler; the W3C fast path when the
   // propagators are W3C trace context, with or without baggage (OTEL_PROPAGATORS, default
   // tracecontext,baggage). OTEL_LOG_LEVEL: NodeSDK has set the diagnostic logger at that level.
@@ -430,22 +440,27 @@ const SAMPLERS = new Set([
   "parentbased_traceidratio",
 ]);
 
+/** New traces a second (per process) that the default sampler starts at most. */
+export const DEFAULT_TRACES_PER_SECOND = 10;
+
 /**
  * OTEL_TRACES_SAMPLER and its argument as this project reads them: the name case-insensitive (as the
- * specification asks); unset, blank or unknown (with a warning), our default, a ratio sampler whose
- * ratio is the argument if one is given, else 0.01.
+ * specification asks); unset, blank or unknown (with a warning), our default: a parent-based ratio
+ * sampler whose ratio is the argument if one is given, else 0.01, that starts at most
+ * DEFAULT_TRACES_PER_SECOND new traces a second (`perSecond`). A sampler named is the specification's,
+ * without a cap.
  */
 export function traceSampler(
   name: string | undefined,
   arg: string | undefined,
-): { name: string; arg: string | undefined } {
+): { name: string; arg: string | undefined; perSecond?: number } {
   const n = name?.toLowerCase();
   if (n !== undefined && SAMPLERS.has(n)) return { name: n, arg };
   if (n !== undefined)
     warn(
       `OTEL_TRACES_SAMPLER: unsupported "${name}" (${[...SAMPLERS].join(", ")}); using parentbased_traceidratio`,
     );
-  return { name: "parentbased_traceidratio", arg: arg ?? "0.01" };
+  return { name: "parentbased_traceidratio", arg: arg ?? "0.01", perSecond: DEFAULT_TRACES_PER_SECOND };
 }
 
 /** OTEL_EXPORTER_PROMETHEUS_PORT: a port from 1 to 65535, else (with a warning) `dflt`. */

@@ -3,7 +3,7 @@
 // data points are what was counted, as an SDK histogram reports them; its OpenTelemetry log records
 // are emitted in batches and reach the SDK before it flushes) and root pre-sampling.
 import { Writable } from "node:stream";
-import { type SpanContext, TraceFlags, trace } from "@opentelemetry/api";
+import { ROOT_CONTEXT, type SpanContext, TraceFlags, trace } from "@opentelemetry/api";
 import { InMemoryLogRecordExporter, SimpleLogRecordProcessor } from "@opentelemetry/sdk-logs";
 import {
   AggregationTemporality,
@@ -16,8 +16,15 @@ import { describe, expect, it } from "vitest";
 import { otlpReceiver } from "../test/support/otlp-receiver.js";
 import { createLogger, type FieldValue, isoTime, recordWriter } from "./log.js";
 import { collectFastMetrics, FastHistogram, metricProducer } from "./metrics.js";
-import { providersEpoch, startSdk } from "./sdk.js";
-import { rootSampling, rootSpanContext, samplerFor, setRootSampling } from "./trace.js";
+import { DEFAULT_TRACES_PER_SECOND, providersEpoch, startSdk } from "./sdk.js";
+import {
+  rootSampling,
+  rootSpanContext,
+  rootTraceBudget,
+  samplerFor,
+  setRootSampling,
+  TraceBudget,
+} from "./trace.js";
 
 function sink(): { lines: string[]; stream: Writable } {
   const lines: string[] = [];
@@ -250,9 +257,50 @@ describe("root pre-sampling", () => {
   });
 });
 
+describe("trace budget (the default sampler's cap)", () => {
+  it("allows a burst of perSecond traces, then perSecond a second, never more than a burst ahead", () => {
+    const b = new TraceBudget(10, 0);
+    const taken = (from: number, to: number, step: number) => {
+      let n = 0;
+      for (let t = from; t < to; t += step) if (b.take(t)) n++;
+      return n;
+    };
+    expect(taken(0, 1, 0.001)).toBe(10); // the burst, within the first millisecond
+    expect(b.take(50)).toBe(false); // half a trace earned
+    expect(b.take(101)).toBe(true); // one earned 100 ms after the burst
+    const steady = taken(102, 2102, 1); // 10 a second: 20 in 2 s (19 if rounding leaves one short)
+    expect(steady).toBeGreaterThanOrEqual(19);
+    expect(steady).toBeLessThanOrEqual(20);
+    expect(taken(60_000, 60_001, 0.001)).toBe(10); // a minute idle earns one burst, not 580
+    expect(b.take(59_000)).toBe(false); // a clock that goes back earns nothing
+  });
+
+  it("caps the roots rootSpanContext samples, and the SDK sampler's own roots too", () => {
+    const saved = rootSampling();
+    try {
+      const { sampler, ratio } = samplerFor("parentbased_traceidratio", "1");
+      setRootSampling(ratio, 5);
+      expect(rootTraceBudget()).toBe(5);
+      let n = 0;
+      for (let i = 0; i < 1000; i++) if (rootSpanContext()) n++;
+      expect(n).toBeGreaterThanOrEqual(5);
+      expect(n).toBeLessThanOrEqual(6); // the burst, and at most one earned while the loop ran
+      // A root the SDK samples itself (not through rootSpanContext) is held to the same budget.
+      const id = "ffffffffffffffffffffffffffffffff";
+      expect(sampler!.shouldSample(trace.deleteSpan(ROOT_CONTEXT), id, "x", 0, {}, []).decision).toBe(0);
+      setRootSampling(ratio);
+      expect(rootTraceBudget()).toBeUndefined();
+      for (let i = 0; i < 100; i++) expect(rootSpanContext()).toBeDefined();
+    } finally {
+      setRootSampling(saved);
+    }
+  });
+});
+
 describe("default sampler", () => {
-  it("is parentbased_traceidratio at 0.01; OTEL_TRACES_SAMPLER_ARG alone sets its ratio", async () => {
-    const ratioWith = async (env: Record<string, string>): Promise<number | undefined> => {
+  it("is parentbased_traceidratio at 0.01 (an ARG alone sets its ratio) with a cap; a sampler named has none", async () => {
+    // [ratio, cap on new traces a second]
+    const budgetWith = async (env: Record<string, string>) => {
       const t = await startSdk({
         service: "agentsh-sampler-test",
         version: "0",
@@ -260,14 +308,19 @@ describe("default sampler", () => {
         env: { OTEL_METRICS_EXPORTER: "none", OTEL_TRACES_EXPORTER: "console", ...env },
       });
       try {
-        return rootSampling();
+        return [rootSampling(), rootTraceBudget()];
       } finally {
         await t.shutdown();
       }
     };
-    expect(await ratioWith({})).toBe(0.01);
-    expect(await ratioWith({ OTEL_TRACES_SAMPLER_ARG: "0.25" })).toBe(0.25);
-    expect(await ratioWith({ OTEL_TRACES_SAMPLER: "parentbased_always_on" })).toBe(1);
+    expect(await budgetWith({})).toEqual([0.01, DEFAULT_TRACES_PER_SECOND]);
+    expect(await budgetWith({ OTEL_TRACES_SAMPLER_ARG: "0.5" })).toEqual([0.5, DEFAULT_TRACES_PER_SECOND]);
+    expect(await budgetWith({ OTEL_TRACES_SAMPLER: "parentbased_traceidratio" })).toEqual([1, undefined]);
+    expect(
+      await budgetWith({ OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.01" }),
+    ).toEqual([0.01, undefined]);
+    expect(await budgetWith({ OTEL_TRACES_SAMPLER: "parentbased_always_on" })).toEqual([1, undefined]);
+    expect(await budgetWith({ OTEL_TRACES_EXPORTER: "none" })).toEqual([0, undefined]);
   });
 
   it("providersEpoch changes when the SDK registers its providers and when it removes them", async () => {
@@ -314,9 +367,15 @@ describe("span export", () => {
     }
   }
 
-  it("sends spans in batches of 64 unless OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise", async () => {
-    expect(await exportRequests(200)).toBe(4); // 64 + 64 + 64 + 8
+  it("sends spans in batches of 512 over http/protobuf, unless OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise", async () => {
+    expect(await exportRequests(1100)).toBe(3); // 512 + 512 + 76
     expect(await exportRequests(200, { OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "100" })).toBe(2);
+  });
+
+  it("sends spans in batches of 64 through the SDK's exporters (http/json)", async () => {
+    const json = { OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" };
+    expect(await exportRequests(200, json)).toBe(4); // 64 + 64 + 64 + 8
+    expect(await exportRequests(200, { ...json, OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "100" })).toBe(2);
   });
 });
 

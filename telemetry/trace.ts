@@ -35,22 +35,60 @@ export const NOT_SAMPLED: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 // sampler is not a ratio one (then the SDK decides every time).
 let rootRatio: number | undefined = 0;
 
+/**
+ * At most `perSecond` new traces a second, in bursts of up to `perSecond` (a token bucket): the
+ * default sampler's cap (sdk.ts), so that a busy host's trace volume, and what tracing costs it, stop
+ * growing with its load.
+ */
+export class TraceBudget {
+  private tokens: number;
+  constructor(
+    readonly perSecond: number,
+    private last = performance.now(),
+  ) {
+    this.tokens = perSecond;
+  }
+  /** Whether one more trace may start at `now` (ms; if so, it is counted). */
+  take(now = performance.now()): boolean {
+    const elapsed = Math.max(0, now - this.last);
+    this.tokens = Math.min(this.perSecond, this.tokens + (elapsed * this.perSecond) / 1000);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+let budget: TraceBudget | undefined;
+
+/** Whether a new root span (no valid parent) is sampled: the ratio, then the cap if there is one. */
+export function sampleNewRoot(ratio: number): boolean {
+  return ratio > 0 && Math.random() < ratio && (budget === undefined || budget.take());
+}
+
 /** The context to start a root span in, or undefined when this root is not sampled (start none). */
 export function rootSpanContext(): Context | undefined {
   const r = rootRatio;
   if (r === undefined) return ROOT_CONTEXT;
-  if (r <= 0 || Math.random() >= r) return undefined;
-  return PRESAMPLED_CONTEXT;
+  return sampleNewRoot(r) ? PRESAMPLED_CONTEXT : undefined;
 }
 
-/** sdk.ts: tracing on with `sampler`/`ratio` as configured, or off (`ratio` 0). */
-export function setRootSampling(ratio: number | undefined): void {
+/**
+ * sdk.ts: tracing on with `ratio` as configured, or off (`ratio` 0); new traces capped at `perSecond`
+ * a second (undefined: no cap).
+ */
+export function setRootSampling(ratio: number | undefined, perSecond?: number): void {
   rootRatio = ratio;
+  budget = perSecond === undefined ? undefined : new TraceBudget(perSecond);
 }
 
 /** The root ratio as rootSpanContext uses it (tests). */
 export function rootSampling(): number | undefined {
   return rootRatio;
+}
+
+/** The cap on new traces a second, undefined for none (tests). */
+export function rootTraceBudget(): number | undefined {
+  return budget?.perSecond;
 }
 
 /** A ratio sampler that honours a decision rootSpanContext already made. */
@@ -61,7 +99,10 @@ class PresampledRatioSampler implements Sampler {
   }
   shouldSample(ctx: Context, traceId: string): SamplingResult {
     if (ctx.getValue(PRESAMPLED) === true) return { decision: SamplingDecision.RECORD_AND_SAMPLED };
-    return this.ratio.shouldSample(ctx, traceId);
+    const r = this.ratio.shouldSample(ctx, traceId);
+    if (r.decision === SamplingDecision.RECORD_AND_SAMPLED && budget !== undefined && !budget.take())
+      return { decision: SamplingDecision.NOT_RECORD };
+    return r;
   }
   toString(): string {
     return `Presampled{${this.ratio.toString()}}`;

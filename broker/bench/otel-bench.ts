@@ -5,8 +5,9 @@
 // closed-loop threads, enough to keep its CPU busy: the figure is what the machine can do. Modes:
 //   none:   OTEL_SDK_DISABLED=true (the API is a no-op everywhere)
 //   full:   every signal on with the shipped defaults: metrics on the Prometheus endpoints, scraped
-//           at the interval deploy/prometheus/prometheus.yml sets (15 s); traces (1% of decisions)
-//           and logs exported with OTLP/HTTP to a receiver in this process
+//           at the interval deploy/prometheus/prometheus.yml sets (15 s); traces (1% of decisions,
+//           at most 10 new traces a second per process: at saturation the cap decides) and logs
+//           exported with OTLP/HTTP to a receiver in this process
 //   traced: full, with every decision traced (OTEL_TRACES_SAMPLER=parentbased_always_on)
 //   untraced: full without traces (OTEL_TRACES_EXPORTER=none): what metrics and logs cost alone
 // Two workloads:
