@@ -273,6 +273,8 @@ describe("trace budget (the default sampler's cap)", () => {
     expect(steady).toBeLessThanOrEqual(20);
     expect(taken(60_000, 60_001, 0.001)).toBe(10); // a minute idle earns one burst, not 580
     expect(b.take(59_000)).toBe(false); // a clock that goes back earns nothing
+    expect(b.take(60_050)).toBe(false); // nor later: 49 ms since the burst is half a trace
+    expect(b.take(60_102)).toBe(true);
   });
 
   it("caps the roots rootSpanContext samples, and the SDK sampler's own roots too", () => {

@@ -50,9 +50,12 @@ export class TraceBudget {
   }
   /** Whether one more trace may start at `now` (ms; if so, it is counted). */
   take(now = performance.now()): boolean {
-    const elapsed = Math.max(0, now - this.last);
-    this.tokens = Math.min(this.perSecond, this.tokens + (elapsed * this.perSecond) / 1000);
-    this.last = now;
+    const elapsed = now - this.last;
+    if (elapsed > 0) {
+      // A clock that goes back earns nothing, then or later (last stays the latest time seen).
+      this.tokens = Math.min(this.perSecond, this.tokens + (elapsed * this.perSecond) / 1000);
+      this.last = now;
+    }
     if (this.tokens < 1) return false;
     this.tokens -= 1;
     return true;
