@@ -14,7 +14,7 @@
 // audit records of a busy broker (hundreds a second) its old generation filled with them: after about
 // 40 s mark-compacts ran every few seconds, each scavenge took twice as long, and a broker exporting
 // logs made 5-8 % fewer decisions than one that did not (1-2 % in its first 20 s). Bytes outside the
-// heap are not scanned, copied or promoted. (broker/bench/otel-bench.ts; README, OpenTelemetry.)
+// heap are not scanned, copied or promoted. (broker/bench/otel-bench.ts; test/bench/HISTORY.md.)
 //
 // Used when OTLP/HTTP protobuf (the default protocol) is the signal's only exporter
 // (OTEL_TRACES_EXPORTER=otlp, OTEL_LOGS_EXPORTER=otlp); sdk.ts keeps the SDK's pipeline otherwise.
