@@ -45,7 +45,7 @@
 //   per decision (medians of the same ratios).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getOrAdd } from "@agentsh/telemetry";
@@ -139,9 +139,41 @@ class System {
         join(ROOT, "policy-server/policies/default.yaml"),
         "--no-watch",
       ],
-      { stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, ...this.otel(this.serverMetrics) } },
+      {
+        stdio: ["ignore", "ignore", this.stderrOf("server")],
+        env: { ...process.env, ...this.otel(this.serverMetrics) },
+      },
     );
     await waitFor("the policy server", () => canConnect(this.serverPort));
+  }
+
+  /** A new file for the standard error of this system's `name` process (kept until stop). */
+  private stderrOf(name: "server" | "broker"): number {
+    const fd = openSync(join(this.dir, `${name}.err`), "w");
+    // The child has its own copy once spawned; this one is closed on the next turn.
+    setImmediate(() => closeSync(fd));
+    return fd;
+  }
+
+  /** CPU seconds of the system's `name` process; a clear error if it is no longer running. */
+  private cpu(name: "server" | "broker", p: ChildProcess): number {
+    try {
+      if (p.exitCode === null && p.signalCode === null) return cpuSeconds(p.pid!);
+    } catch {
+      // ended between the check and the read
+    }
+    const how = p.signalCode ?? (p.exitCode === null ? "an unknown cause" : `exit code ${p.exitCode}`);
+    let tail = "";
+    try {
+      tail = readFileSync(join(this.dir, `${name}.err`), "utf8")
+        .slice(-2000)
+        .trim();
+    } catch {
+      // no file
+    }
+    throw new Error(
+      `the ${this.mode} system's ${name} ended during the round (${how}); its standard error ends: ${tail || "(empty)"}`,
+    );
   }
 
   /**
@@ -159,14 +191,17 @@ class System {
     this.sim = sim;
     await sleep(200);
     const api = join(this.dir, "broker.sock");
-    const broker = brokerProcess({
-      ...this.otel(this.brokerMetrics),
-      AGENTSH_SIM_SOCKET: portSocket,
-      AGENTSH_DRIVER_LIBRARY: SIM_LIB,
-      AGENTSH_SERVER_ADDRESSES: `127.0.0.1:${this.serverPort}`,
-      AGENTSH_API_SOCKET: api,
-      AGENTSH_DRIVER_TIMEOUT_MS: "5000",
-    });
+    const broker = brokerProcess(
+      {
+        ...this.otel(this.brokerMetrics),
+        AGENTSH_SIM_SOCKET: portSocket,
+        AGENTSH_DRIVER_LIBRARY: SIM_LIB,
+        AGENTSH_SERVER_ADDRESSES: `127.0.0.1:${this.serverPort}`,
+        AGENTSH_API_SOCKET: api,
+        AGENTSH_DRIVER_TIMEOUT_MS: "5000",
+      },
+      this.stderrOf("broker"),
+    );
     this.broker = broker;
     // The simulator's warm-up starts when the broker connects, about when its API socket appears.
     await waitFor("the broker", () => existsSync(api));
@@ -189,14 +224,20 @@ class System {
       this.scraper = setInterval(scrape, SCRAPE_INTERVAL_S * 1000);
     }
     const b0 = { t: 0, s: 0 };
+    let ended: unknown;
     // From the end of the simulator's warm-up (its report covers the operations after it).
     const warm = setTimeout(() => {
-      b0.t = cpuSeconds(broker.pid!);
-      b0.s = cpuSeconds(server.pid!);
+      try {
+        b0.t = this.cpu("broker", broker);
+        b0.s = this.cpu("server", server);
+      } catch (e) {
+        ended = e;
+      }
     }, warmupS * 1000);
     const report = await sim.report.finally(() => clearTimeout(warm));
-    const bt = cpuSeconds(broker.pid!) - b0.t;
-    const st = cpuSeconds(server.pid!) - b0.s;
+    if (ended) throw ended;
+    const bt = this.cpu("broker", broker) - b0.t;
+    const st = this.cpu("server", server) - b0.s;
     return {
       ops: report.operations,
       seconds: report.operations / report.ops_per_second,
