@@ -91,13 +91,10 @@ export function buildBundles(): void {
   if (built.status !== 0) throw new Error(`npm run build failed: ${built.stderr}`);
 }
 
-/**
- * `agentsh-broker run` from the bundle, configured by `env` (AGENTSH_*, OTEL_*); its standard error
- * to the file descriptor `stderr` when one is given.
- */
-export function brokerProcess(env: Record<string, string>, stderr?: number): ChildProcess {
+/** `agentsh-broker run` from the bundle, configured by `env` (AGENTSH_*, OTEL_*). */
+export function brokerProcess(env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, [...BROKER_NODE_FLAGS, BROKER_BUNDLE, "run"], {
-    stdio: ["ignore", "ignore", stderr ?? "ignore"],
+    stdio: ["ignore", "ignore", "ignore"],
     env: { ...process.env, ...env },
   });
 }

@@ -140,39 +140,46 @@ class System {
         "--no-watch",
       ],
       {
-        stdio: ["ignore", "ignore", this.stderrOf("server")],
+        stdio: ["ignore", "ignore", this.serverStderr()],
         env: { ...process.env, ...this.otel(this.serverMetrics) },
       },
     );
     await waitFor("the policy server", () => canConnect(this.serverPort));
   }
 
-  /** A new file for the standard error of this system's `name` process (kept until stop). */
-  private stderrOf(name: "server" | "broker"): number {
-    const fd = openSync(join(this.dir, `${name}.err`), "w");
-    // The child has its own copy once spawned; this one is closed on the next turn.
+  /**
+   * A new file for the policy server's standard error (it logs little; the broker's, which carries
+   * its audit records, stays discarded so that the measured work is what it was). To be passed to a
+   * spawn in the same synchronous step: it is closed on the next turn, when the child has its copy.
+   */
+  private serverStderr(): number {
+    const fd = openSync(join(this.dir, "server.err"), "w");
     setImmediate(() => closeSync(fd));
     return fd;
   }
 
   /** CPU seconds of the system's `name` process; a clear error if it is no longer running. */
   private cpu(name: "server" | "broker", p: ChildProcess): number {
-    try {
-      if (p.exitCode === null && p.signalCode === null) return cpuSeconds(p.pid!);
-    } catch {
-      // ended between the check and the read
+    let cause: unknown;
+    if (p.exitCode === null && p.signalCode === null) {
+      try {
+        return cpuSeconds(p.pid!);
+      } catch (e) {
+        cause = e; // ended between the check and the read
+      }
     }
-    const how = p.signalCode ?? (p.exitCode === null ? "an unknown cause" : `exit code ${p.exitCode}`);
+    const how = p.signalCode ?? (p.exitCode === null ? "no exit status yet" : `exit code ${p.exitCode}`);
     let tail = "";
-    try {
-      tail = readFileSync(join(this.dir, `${name}.err`), "utf8")
-        .slice(-2000)
-        .trim();
-    } catch {
-      // no file
+    if (name === "server") {
+      try {
+        tail = readFileSync(join(this.dir, "server.err"), "utf8").slice(-2000).trim();
+      } catch {
+        // no file
+      }
     }
     throw new Error(
-      `the ${this.mode} system's ${name} ended during the round (${how}); its standard error ends: ${tail || "(empty)"}`,
+      `the ${this.mode} system's ${name} ended during the round (${how})${tail ? `; its standard error ends: ${tail}` : ""}`,
+      { cause },
     );
   }
 
@@ -191,17 +198,14 @@ class System {
     this.sim = sim;
     await sleep(200);
     const api = join(this.dir, "broker.sock");
-    const broker = brokerProcess(
-      {
-        ...this.otel(this.brokerMetrics),
-        AGENTSH_SIM_SOCKET: portSocket,
-        AGENTSH_DRIVER_LIBRARY: SIM_LIB,
-        AGENTSH_SERVER_ADDRESSES: `127.0.0.1:${this.serverPort}`,
-        AGENTSH_API_SOCKET: api,
-        AGENTSH_DRIVER_TIMEOUT_MS: "5000",
-      },
-      this.stderrOf("broker"),
-    );
+    const broker = brokerProcess({
+      ...this.otel(this.brokerMetrics),
+      AGENTSH_SIM_SOCKET: portSocket,
+      AGENTSH_DRIVER_LIBRARY: SIM_LIB,
+      AGENTSH_SERVER_ADDRESSES: `127.0.0.1:${this.serverPort}`,
+      AGENTSH_API_SOCKET: api,
+      AGENTSH_DRIVER_TIMEOUT_MS: "5000",
+    });
     this.broker = broker;
     // The simulator's warm-up starts when the broker connects, about when its API socket appears.
     await waitFor("the broker", () => existsSync(api));
@@ -209,11 +213,12 @@ class System {
     started([server.pid!, sim.proc.pid!, broker.pid!]);
     if (this.mode !== "none") {
       // A Prometheus scraping both services at the shipped interval (collection is part of the cost),
-      // from the start. The first scrapes are start-up: the Prometheus endpoint's HTTP/1.1 sockets
-      // give V8's code for Node's streams, shared with the decision path's HTTP/2, objects it has
-      // not seen, and the stream functions are deoptimised and compiled again, which on this VM
-      // goes on for seconds. A first scrape one interval in (5 s before the measured window) cost
-      // the window about 1 % (sixteen rounds side by side), which a long-running broker never pays.
+      // from the start. The first scrapes' cost belongs to start-up: the Prometheus endpoint's
+      // HTTP/1.1 sockets give V8's code for Node's streams, shared with the decision path's HTTP/2,
+      // objects it has not seen, and the stream functions are deoptimised and compiled again, which
+      // on this VM goes on for seconds. A first scrape one interval in (at 15 s, 5 s before the
+      // steady-state window) cost that window about 1 % (sixteen rounds side by side), which a
+      // long-running service never pays.
       const scrape = () => {
         for (const p of [this.brokerMetrics, this.serverMetrics])
           fetch(`http://127.0.0.1:${p}/metrics`)
