@@ -20,9 +20,14 @@ export function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : 0;
 }
 
+/** Whether `p` has not exited yet. */
+export function running(p: ChildProcess): boolean {
+  return p.exitCode === null && p.signalCode === null;
+}
+
 /** SIGTERM, then SIGKILL after 3 s. */
 export async function stop(p: ChildProcess): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
+  if (!running(p)) return;
   const exited = new Promise((r) => p.once("exit", r));
   p.kill("SIGTERM");
   await Promise.race([exited, sleep(3000).then(() => p.kill("SIGKILL"))]);

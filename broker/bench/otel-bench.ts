@@ -59,6 +59,7 @@ import {
   cpuSeconds,
   POLICY_BUNDLE,
   registerSimSession,
+  running,
   simRun,
   stop,
 } from "./bench-procs.js";
@@ -128,40 +129,36 @@ class System {
       await freePort(),
       await freePort(),
     ];
-    this.server = spawn(
-      process.execPath,
-      [
-        POLICY_BUNDLE,
-        "serve",
-        "--addr",
-        `127.0.0.1:${this.serverPort}`,
-        "--policy",
-        join(ROOT, "policy-server/policies/default.yaml"),
-        "--no-watch",
-      ],
-      {
-        stdio: ["ignore", "ignore", this.serverStderr()],
-        env: { ...process.env, ...this.otel(this.serverMetrics) },
-      },
-    );
+    // Its standard error is kept for the error of a round it does not survive (it logs little; the
+    // broker's, which carries its audit records, stays discarded so that the measured work is the same).
+    const stderr = openSync(join(this.dir, "server.err"), "w");
+    try {
+      this.server = spawn(
+        process.execPath,
+        [
+          POLICY_BUNDLE,
+          "serve",
+          "--addr",
+          `127.0.0.1:${this.serverPort}`,
+          "--policy",
+          join(ROOT, "policy-server/policies/default.yaml"),
+          "--no-watch",
+        ],
+        {
+          stdio: ["ignore", "ignore", stderr],
+          env: { ...process.env, ...this.otel(this.serverMetrics) },
+        },
+      );
+    } finally {
+      closeSync(stderr); // the child has its own copy
+    }
     await waitFor("the policy server", () => canConnect(this.serverPort));
-  }
-
-  /**
-   * A new file for the policy server's standard error (it logs little; the broker's, which carries
-   * its audit records, stays discarded so that the measured work is what it was). To be passed to a
-   * spawn in the same synchronous step: it is closed on the next turn, when the child has its copy.
-   */
-  private serverStderr(): number {
-    const fd = openSync(join(this.dir, "server.err"), "w");
-    setImmediate(() => closeSync(fd));
-    return fd;
   }
 
   /** CPU seconds of the system's `name` process; a clear error if it is no longer running. */
   private cpu(name: "server" | "broker", p: ChildProcess): number {
     let cause: unknown;
-    if (p.exitCode === null && p.signalCode === null) {
+    if (running(p)) {
       try {
         return cpuSeconds(p.pid!);
       } catch (e) {
@@ -289,7 +286,7 @@ async function together(
     return await Promise.all(systems.map((s) => s.run(seconds, warmupS, started)));
   } finally {
     // It gives this process back both CPUs as it ends; the next round's processes inherit them.
-    if (swap && swap.exitCode === null && swap.signalCode === null) {
+    if (swap && running(swap)) {
       const ended = once(swap, "exit");
       swap.kill();
       await ended;
