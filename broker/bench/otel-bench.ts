@@ -152,7 +152,23 @@ class System {
     } finally {
       closeSync(stderr); // the child has its own copy
     }
-    await waitFor("the policy server", () => canConnect(this.serverPort));
+    await this.untilReady("server", this.server, () => canConnect(this.serverPort));
+  }
+
+  /** Waits until `ready`; a clear error at once if the service exits first, or after the timeout. */
+  private async untilReady(
+    name: "server" | "broker",
+    p: ChildProcess,
+    ready: () => boolean | Promise<boolean>,
+  ): Promise<void> {
+    try {
+      await waitFor(`the ${name}`, () => {
+        if (!running(p)) throw new Error("it exited");
+        return ready();
+      });
+    } catch (e) {
+      throw this.ended(name, p, "did not start", e);
+    }
   }
 
   /** CPU seconds of the system's `name` process; a clear error if it is no longer running. */
@@ -165,7 +181,17 @@ class System {
         cause = e; // ended between the check and the read
       }
     }
-    const how = p.signalCode ?? (p.exitCode === null ? "no exit status yet" : `exit code ${p.exitCode}`);
+    throw this.ended(name, p, "ended during the round", cause);
+  }
+
+  /**
+   * The error for a service that `what` (ended during the round, did not start): how it ended, and
+   * for the policy server the end of its standard error (the broker's is discarded).
+   */
+  private ended(name: "server" | "broker", p: ChildProcess, what: string, cause: unknown): Error {
+    const how = running(p)
+      ? "still running"
+      : (p.signalCode ?? (p.exitCode === null ? "no exit status yet" : `exit code ${p.exitCode}`));
     let tail = "";
     if (name === "server") {
       try {
@@ -174,8 +200,8 @@ class System {
         // no file
       }
     }
-    throw new Error(
-      `the ${this.mode} system's ${name} ended during the round (${how})${tail ? `; its standard error ends: ${tail}` : ""}`,
+    return new Error(
+      `the ${this.mode} system's ${name} ${what} (${how})${tail ? `; its standard error ends: ${tail}` : ""}`,
       { cause },
     );
   }
@@ -205,7 +231,7 @@ class System {
     });
     this.broker = broker;
     // The simulator's warm-up starts when the broker connects, about when its API socket appears.
-    await waitFor("the broker", () => existsSync(api));
+    await this.untilReady("broker", broker, () => existsSync(api));
     if (this.workload === "agent") await registerSimSession(api);
     started([server.pid!, sim.proc.pid!, broker.pid!]);
     if (this.mode !== "none") {
@@ -236,7 +262,17 @@ class System {
         ended = e;
       }
     }, warmupS * 1000);
-    const report = await sim.report.finally(() => clearTimeout(warm));
+    const report = await sim.report
+      .catch((e) => {
+        // The simulator fails when the broker goes: name the service that ended, if one did.
+        for (const [name, p] of [
+          ["server", server],
+          ["broker", broker],
+        ] as const)
+          if (!running(p)) throw this.ended(name, p, "ended during the round", e);
+        throw e;
+      })
+      .finally(() => clearTimeout(warm));
     if (ended) throw ended;
     const bt = this.cpu("broker", broker) - b0.t;
     const st = this.cpu("server", server) - b0.s;
