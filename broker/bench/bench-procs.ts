@@ -3,7 +3,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, SIM_BIN, sleep } from "../../test/e2e/harness.js";
+import { ROOT, running, SIM_BIN, sleep } from "../../test/e2e/harness.js";
 import { sessionClient } from "../src/session/session-api.js";
 
 const CLK_TCK = 100; // Linux USER_HZ
@@ -18,11 +18,6 @@ export function cpuSeconds(pid: number): number {
 export function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : 0;
-}
-
-/** Whether `p` has not exited yet. */
-export function running(p: ChildProcess): boolean {
-  return p.exitCode === null && p.signalCode === null;
 }
 
 /** SIGTERM, then SIGKILL after 3 s. */

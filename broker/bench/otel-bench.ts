@@ -51,7 +51,7 @@ import { join } from "node:path";
 import { getOrAdd } from "@agentsh/telemetry";
 import type { BenchGroup } from "../../test/bench/main.js";
 import { median } from "../../test/bench/stats.js";
-import { canConnect, freePort, ROOT, SIM_LIB, sleep, waitFor } from "../../test/e2e/harness.js";
+import { canConnect, freePort, ROOT, running, SIM_LIB, sleep, waitFor } from "../../test/e2e/harness.js";
 import { otlpReceiver } from "../../test/support/otlp-receiver.js";
 import {
   brokerProcess,
@@ -59,7 +59,6 @@ import {
   cpuSeconds,
   POLICY_BUNDLE,
   registerSimSession,
-  running,
   simRun,
   stop,
 } from "./bench-procs.js";
@@ -161,14 +160,10 @@ class System {
     p: ChildProcess,
     ready: () => boolean | Promise<boolean>,
   ): Promise<void> {
-    try {
-      await waitFor(`the ${name}`, () => {
-        if (!running(p)) throw new Error("it exited");
-        return ready();
-      });
-    } catch (e) {
+    await waitFor(`the ${name}`, () => !running(p) || ready()).catch((e) => {
       throw this.ended(name, p, "did not start", e);
-    }
+    });
+    if (!running(p)) throw this.ended(name, p, "did not start", undefined);
   }
 
   /** CPU seconds of the system's `name` process; a clear error if it is no longer running. */
@@ -189,9 +184,7 @@ class System {
    * for the policy server the end of its standard error (the broker's is discarded).
    */
   private ended(name: "server" | "broker", p: ChildProcess, what: string, cause: unknown): Error {
-    const how = running(p)
-      ? "still running"
-      : (p.signalCode ?? (p.exitCode === null ? "no exit status yet" : `exit code ${p.exitCode}`));
+    const how = running(p) ? "still running" : (p.signalCode ?? `exit code ${p.exitCode}`);
     let tail = "";
     if (name === "server") {
       try {

@@ -28,6 +28,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Whether `p` has not exited yet. */
+export function running(p: ChildProcess): boolean {
+  return p.exitCode === null && p.signalCode === null;
+}
+
 export async function waitFor(
   what: string,
   ok: () => boolean | Promise<boolean>,
@@ -111,7 +116,7 @@ export async function startServer(
     address: `127.0.0.1:${port}`,
     reload: (text) => writeFileSync(policyPath, text),
     stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (!running(child)) return;
       const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGTERM");
       await exited;
