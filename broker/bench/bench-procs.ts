@@ -3,7 +3,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, running, SIM_BIN, sleep } from "../../test/e2e/harness.js";
+import { ROOT, SIM_BIN, sleep, terminate } from "../../test/e2e/harness.js";
 import { sessionClient } from "../src/session/session-api.js";
 
 const CLK_TCK = 100; // Linux USER_HZ
@@ -21,12 +21,7 @@ export function rssMb(pid: number): number {
 }
 
 /** SIGTERM, then SIGKILL after 3 s. */
-export async function stop(p: ChildProcess): Promise<void> {
-  if (!running(p)) return;
-  const exited = new Promise((r) => p.once("exit", r));
-  p.kill("SIGTERM");
-  await Promise.race([exited, sleep(3000).then(() => p.kill("SIGKILL"))]);
-}
+export const stop = (p: ChildProcess): Promise<void> => terminate(p, 3000);
 
 export interface SimReport {
   ops_per_second: number;

@@ -33,6 +33,15 @@ export function running(p: ChildProcess): boolean {
   return p.exitCode === null && p.signalCode === null;
 }
 
+/** SIGTERM `p` if it is still running and wait for its exit (with `killAfterMs`, SIGKILL it then). */
+export async function terminate(p: ChildProcess, killAfterMs?: number): Promise<void> {
+  if (!running(p)) return;
+  const exited = new Promise((r) => p.once("exit", r));
+  p.kill("SIGTERM");
+  if (killAfterMs === undefined) await exited;
+  else await Promise.race([exited, sleep(killAfterMs).then(() => p.kill("SIGKILL"))]);
+}
+
 export async function waitFor(
   what: string,
   ok: () => boolean | Promise<boolean>,
@@ -115,12 +124,7 @@ export async function startServer(
     port,
     address: `127.0.0.1:${port}`,
     reload: (text) => writeFileSync(policyPath, text),
-    stop: async () => {
-      if (!running(child)) return;
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      await exited;
-    },
+    stop: () => terminate(child),
     kill: () => child.kill("SIGKILL"),
   };
 }
@@ -249,10 +253,7 @@ export async function startSim(dir: string, args: string[] = []): Promise<SimHan
     ctl,
     stop: async () => {
       ctl.close();
-      if (proc.exitCode === null) {
-        proc.kill("SIGTERM");
-        await new Promise((r) => proc.once("exit", r));
-      }
+      await terminate(proc);
     },
   };
 }

@@ -11,7 +11,7 @@ import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { auditHook, createLogger, startTelemetry, type Telemetry } from "../../broker/src/telemetry.js";
-import { freePort, ROOT, type Stack, sleep, startStack } from "../e2e/harness.js";
+import { freePort, ROOT, type Stack, sleep, startStack, terminate } from "../e2e/harness.js";
 
 const DEPLOY = join(ROOT, "deploy");
 const RULES = join(DEPLOY, "prometheus/rules/agentsh-alerts.yml");
@@ -194,8 +194,7 @@ beforeAll(async () => {
 afterAll(async () => {
   running = false;
   await workload?.catch(() => {});
-  prom?.kill("SIGTERM");
-  if (prom && prom.exitCode === null) await new Promise((r) => prom!.once("exit", r));
+  if (prom) await terminate(prom);
   await stack?.stop();
   await telemetry?.shutdown();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
