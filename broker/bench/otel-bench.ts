@@ -88,6 +88,8 @@ const SCRAPE_INTERVAL_S = Number(
   )?.[1] ?? 15,
 );
 
+type Service = "server" | "broker";
+
 /** One system (policy server, simulator, broker) in one mode, started in steps so that the systems
  * compared with each other start their workloads together. */
 class System {
@@ -151,23 +153,26 @@ class System {
     } finally {
       closeSync(stderr); // the child has its own copy
     }
-    await this.untilReady("server", this.server, () => canConnect(this.serverPort));
+    await this.untilReady("server", () => canConnect(this.serverPort));
+  }
+
+  /** The system's `name` process (once started). */
+  private proc(name: Service): ChildProcess {
+    return (name === "server" ? this.server : this.broker)!;
   }
 
   /** Waits until `ready`; a clear error at once if the service exits first, or after the timeout. */
-  private async untilReady(
-    name: "server" | "broker",
-    p: ChildProcess,
-    ready: () => boolean | Promise<boolean>,
-  ): Promise<void> {
+  private async untilReady(name: Service, ready: () => boolean | Promise<boolean>): Promise<void> {
+    const p = this.proc(name);
     await waitFor(`the ${name}`, () => !running(p) || ready()).catch((e) => {
-      throw this.ended(name, p, "did not start", e);
+      throw this.ended(name, "did not start", e);
     });
-    if (!running(p)) throw this.ended(name, p, "did not start", undefined);
+    if (!running(p)) throw this.ended(name, "did not start", undefined);
   }
 
   /** CPU seconds of the system's `name` process; a clear error if it is no longer running. */
-  private cpu(name: "server" | "broker", p: ChildProcess): number {
+  private cpu(name: Service): number {
+    const p = this.proc(name);
     let cause: unknown;
     if (running(p)) {
       try {
@@ -176,14 +181,15 @@ class System {
         cause = e; // ended between the check and the read
       }
     }
-    throw this.ended(name, p, "ended during the round", cause);
+    throw this.ended(name, "ended during the round", cause);
   }
 
   /**
    * The error for a service that `what` (ended during the round, did not start): how it ended, and
    * for the policy server the end of its standard error (the broker's is discarded).
    */
-  private ended(name: "server" | "broker", p: ChildProcess, what: string, cause: unknown): Error {
+  private ended(name: Service, what: string, cause: unknown): Error {
+    const p = this.proc(name);
     const how = running(p) ? "still running" : (p.signalCode ?? `exit code ${p.exitCode}`);
     let tail = "";
     if (name === "server") {
@@ -224,7 +230,7 @@ class System {
     });
     this.broker = broker;
     // The simulator's warm-up starts when the broker connects, about when its API socket appears.
-    await this.untilReady("broker", broker, () => existsSync(api));
+    await this.untilReady("broker", () => existsSync(api));
     if (this.workload === "agent") await registerSimSession(api);
     started([server.pid!, sim.proc.pid!, broker.pid!]);
     if (this.mode !== "none") {
@@ -249,8 +255,8 @@ class System {
     // From the end of the simulator's warm-up (its report covers the operations after it).
     const warm = setTimeout(() => {
       try {
-        b0.t = this.cpu("broker", broker);
-        b0.s = this.cpu("server", server);
+        b0.t = this.cpu("broker");
+        b0.s = this.cpu("server");
       } catch (e) {
         ended = e;
       }
@@ -258,17 +264,14 @@ class System {
     const report = await sim.report
       .catch((e) => {
         // The simulator fails when the broker goes: name the service that ended, if one did.
-        for (const [name, p] of [
-          ["server", server],
-          ["broker", broker],
-        ] as const)
-          if (!running(p)) throw this.ended(name, p, "ended during the round", e);
+        for (const name of ["server", "broker"] as const)
+          if (!running(this.proc(name))) throw this.ended(name, "ended during the round", e);
         throw e;
       })
       .finally(() => clearTimeout(warm));
     if (ended) throw ended;
-    const bt = this.cpu("broker", broker) - b0.t;
-    const st = this.cpu("server", server) - b0.s;
+    const bt = this.cpu("broker") - b0.t;
+    const st = this.cpu("server") - b0.s;
     return {
       ops: report.operations,
       seconds: report.operations / report.ops_per_second,
