@@ -118,17 +118,18 @@ export function isoTime(ms: number): string {
   return isoPrefix + MS3[ms - sec * 1000]!;
 }
 
-// With OTLP/HTTP protobuf as the only logs exporter (the usual case), a fixed-shape writer's
-// records are encoded into OTLP bytes as they are written (otlp-direct.ts) and none of what follows
-// applies. Otherwise the OpenTelemetry log records of fixed-shape writers are emitted to the SDK in
-// batches: a record is kept as its time, a copy of its values and its span, and every BATCH_MS (or
-// at BATCH_MAX records, or before the SDK flushes or shuts down) the held records go to the SDK in
-// one loop. Emitted one by one, as the rare event an audit record is (a few percent of decisions),
-// each ran the SDK's code cold, at tens of microseconds on the broker's main thread, which sets
-// end-to-end throughput (see broker/bench/otel-bench.ts); in a loop that code is compiled and
-// cheap. The records keep their own timestamps; the BatchLogRecordProcessor exports them as before
-// (OTEL_BLRP_SCHEDULE_DELAY, 1 s by default), so at most BATCH_MS is added before a record reaches
-// it.
+// The OpenTelemetry log records of fixed-shape writers are made in batches: a record is kept as its
+// time, a copy of its values and its span, and every BATCH_MS (or at BATCH_MAX records, or before
+// the SDK flushes or shuts down) the held records are made in one loop: encoded into OTLP bytes
+// when the SDK exports logs with OTLP/HTTP protobuf alone (the usual case, otlp-direct.ts), else
+// emitted to the SDK. Made one by one, as the rare event an audit record is (a few percent of
+// decisions), each ran its code cold on the broker's main thread, which sets end-to-end throughput
+// (see broker/bench/otel-bench.ts): through the SDK at tens of microseconds; encoded directly,
+// 15-18 µs a record in a busy broker, against about 6 µs in batches of 100 ms (side by side, 0.5 %
+// more decisions, within the noise: test/bench/HISTORY.md). The records keep their own timestamps
+// and are exported as before (OTEL_BLRP_SCHEDULE_DELAY, 1 s by default), so at most BATCH_MS is
+// added before a record reaches the exporter; held no longer than that, nearly all of them die
+// young (otlp-direct.ts says why records held for seconds did not).
 const BATCH_MS = 100;
 const BATCH_MAX = 512;
 
@@ -176,6 +177,16 @@ export function recordWriter(logger: Logger, msg: string, keys: readonly string[
   const emit = (): void => {
     const records = held;
     held = [];
+    // Straight to OTLP bytes when the SDK exports logs with OTLP/HTTP protobuf (otlp-direct.ts).
+    const sink = recordSink();
+    if (sink) {
+      if (sink !== encoderOf) {
+        encoderOf = sink;
+        encoder = sink.encoder(meta.service, msg, keys);
+      }
+      for (const r of records) encoder!(r.time, r.values, r.span);
+      return;
+    }
     const provider = logs.getLoggerProvider();
     if (provider !== otelOf) {
       otelOf = provider;
@@ -206,16 +217,6 @@ export function recordWriter(logger: Logger, msg: string, keys: readonly string[
       line += `"trace_id":"${span.traceId}","span_id":"${span.spanId}","trace_flags":"${flagsHex(span)}",`;
     out.write(line + tail);
     if (!meta.otel) return;
-    // Straight to OTLP bytes when the SDK exports logs with OTLP/HTTP protobuf (otlp-direct.ts).
-    const sink = recordSink();
-    if (sink) {
-      if (sink !== encoderOf) {
-        encoderOf = sink;
-        encoder = sink.encoder(meta.service, msg, keys);
-      }
-      encoder!(now, values, traced ? span : undefined);
-      return;
-    }
     if (held.length === 0) holding.add(emit);
     held.push({ time: now, values: values.slice(), span: traced ? span : undefined });
     if (held.length >= BATCH_MAX) emitHeld();

@@ -282,16 +282,18 @@ describe("recordWriter with OTEL_LOGS_EXPORTER=otlp", () => {
       },
     });
 
-  it("sends each record to the collector as an OTLP log record with its attributes and trace", async () => {
+  it("sends each record to the collector as an OTLP log record with its attributes, trace and time", async () => {
     const c = await collector();
     const t = await startWith("agentsh-records-test", {
       OTEL_LOGS_EXPORTER: "otlp",
       OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
     });
     try {
-      expect(recordSink()).toBeDefined();
+      const sink = recordSink()!;
+      expect(sink).toBeDefined();
       const logger = createLogger({ service: "agentsh-records-test", destination: quiet() });
       const write = recordWriter(logger, "decision", ["session", "pid", "path"]);
+      const before = Date.now();
       write(["s-1", 10, "a"]);
       write(["s-2", 11, "b"], {
         traceId: "0af7651916cd43dd8448eb211c80319c",
@@ -299,9 +301,24 @@ describe("recordWriter with OTEL_LOGS_EXPORTER=otlp", () => {
         traceFlags: 1,
       });
       write(["s-3", 12, undefined]);
+      const after = Date.now();
+      // Held as they are written (a record is a rare event on the decision path, whose encoding runs
+      // cold there: log.ts), then encoded together within about 100 ms without a flush; the export
+      // still waits for its delay (1 s).
+      expect(sink.pending()).toBe(0);
+      for (let i = 0; i < 300 && sink.pending() === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(sink.pending()).toBe(3);
       await t.flush();
       const logs = c.bodies.filter((b) => b.path === "/v1/logs").flatMap((b) => logRecords(b.body));
       expect(logs.length).toBe(3);
+      // time_unix_nano and observed_time_unix_nano: when each was written, not when encoded
+      const ms = (lr: Map<number, Uint8Array[]>, field: number) =>
+        Number(Buffer.from(lr.get(field)![0]!).readBigUInt64LE() / 1_000_000n);
+      for (const lr of logs)
+        for (const f of [1, 11]) {
+          expect(ms(lr, f)).toBeGreaterThanOrEqual(before);
+          expect(ms(lr, f)).toBeLessThanOrEqual(after);
+        }
       const text = (b: Uint8Array) => Buffer.from(b).toString("utf8");
       expect(logs.map((r) => (r.get(6) ?? []).length)).toEqual([3, 3, 2]); // attributes
       expect(text(logs[0]!.get(6)![0]!)).toContain("session");

@@ -1,11 +1,12 @@
 // Spans and fixed-shape log records (log.ts recordWriter: the broker's audit records) exported over
-// OTLP/HTTP with protobuf without holding them as objects: each is encoded into its OTLP bytes when
-// it ends or is written, into a buffer outside the JavaScript heap. Every schedule delay (or at the
-// batch size) the buffer is wrapped in its ResourceSpans/ResourceLogs and ScopeSpans/ScopeLogs and
-// handed to the SDK's own OTLP/HTTP transport, configured by the same OTEL_EXPORTER_OTLP_* variables
-// as its exporters (endpoint, headers, timeout, compression, certificates, retries). The bytes are
-// the SDK's own: the same writer and field encoders in the same order (otlp-direct.test.ts compares
-// them with ProtobufTraceSerializer and ProtobufLogsSerializer).
+// OTLP/HTTP with protobuf without holding them as objects for long: each is encoded into its OTLP
+// bytes when it ends or is written (log.ts hands records over in one loop, within 100 ms of their
+// writing), into a buffer outside the JavaScript heap. Every schedule delay (or at the batch size)
+// the buffer is wrapped in its ResourceSpans/ResourceLogs and ScopeSpans/ScopeLogs and handed to the
+// SDK's own OTLP/HTTP transport, configured by the same OTEL_EXPORTER_OTLP_* variables as its
+// exporters (endpoint, headers, timeout, compression, certificates, retries). The bytes are the
+// SDK's own: the same writer and field encoders in the same order (otlp-direct.test.ts compares them
+// with ProtobufTraceSerializer and ProtobufLogsSerializer).
 //
 // Why: through the SDK's batch processors a span or a record was an object graph (the span or
 // LogRecord, its attributes, its times) held for up to a second or more in a queue. The services'
@@ -332,6 +333,13 @@ class OtlpBatcher {
       this.timer = setTimeout(() => this.exportAll(), this.delay);
       this.timer.unref();
     }
+  }
+
+  /** How many items are encoded and waiting for their export. */
+  pending(): number {
+    let n = 0;
+    for (const b of this.batches.values()) n += b.count;
+    return n;
   }
 
   /** Exports every waiting item now. */
