@@ -335,7 +335,7 @@ class OtlpBatcher {
     }
   }
 
-  /** How many items are encoded and waiting for their export. */
+  /** How many items are encoded and waiting for their export (tests). */
   pending(): number {
     let n = 0;
     for (const b of this.batches.values()) n += b.count;
