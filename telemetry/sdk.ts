@@ -3,9 +3,9 @@
 //   OTEL_METRICS_EXPORTER=prometheus  (prometheus | otlp | console | none, a comma list)
 //   OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1, OTEL_EXPORTER_PROMETHEUS_PORT=<the service's port>
 //   OTEL_TRACES_EXPORTER=none, OTEL_LOGS_EXPORTER=none  (otlp | console; OTEL_EXPORTER_OTLP_* apply;
-//     with otlp alone over http/protobuf, the default protocol, spans and the fixed-shape log records
-//     are encoded as they end, outside the JavaScript heap, and sent by the SDK's OTLP transport:
-//     otlp-direct.ts)
+//     with otlp alone over http/protobuf, the default protocol, spans as they end and the
+//     fixed-shape log records within 100 ms, in batches, are encoded outside the JavaScript heap
+//     and sent by the SDK's OTLP transport: otlp-direct.ts)
 //   OTEL_TRACES_SAMPLER unset: parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG=0.01 (its ratio;
 //     an ARG set alone applies to it), and at most DEFAULT_TRACES_PER_SECOND (10) new traces a second
 //     per process: one decision in a hundred is traced, and no more than 10 a second however busy the
