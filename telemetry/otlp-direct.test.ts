@@ -306,8 +306,7 @@ describe("recordWriter with OTEL_LOGS_EXPORTER=otlp", () => {
       // cold there: log.ts), then encoded together within about 100 ms without a flush; the export
       // still waits for its delay (1 s).
       expect(sink.pending()).toBe(0);
-      for (let i = 0; i < 300 && sink.pending() === 0; i++) await new Promise((r) => setTimeout(r, 5));
-      expect(sink.pending()).toBe(3);
+      await vi.waitFor(() => expect(sink.pending()).toBe(3), { timeout: 1500 });
       await t.flush();
       const logs = c.bodies.filter((b) => b.path === "/v1/logs").flatMap((b) => logRecords(b.body));
       expect(logs.length).toBe(3);
