@@ -13,7 +13,7 @@ import { LoggerProvider, type SdkLogRecord } from "@opentelemetry/sdk-logs";
 import { BasicTracerProvider, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { LightTracer, tracerFor } from "./light-trace.js";
-import { createLogger, recordWriter } from "./log.js";
+import { BATCH_MAX, createLogger, recordWriter } from "./log.js";
 import { OtlpRecordSink, OtlpSpanExporter } from "./otlp-direct.js";
 import { recordSink, startSdk } from "./sdk.js";
 
@@ -307,9 +307,13 @@ describe("recordWriter with OTEL_LOGS_EXPORTER=otlp", () => {
       // still waits for its delay (1 s).
       expect(sink.pending()).toBe(0);
       await vi.waitFor(() => expect(sink.pending()).toBe(3), { timeout: 1500 });
+      // A burst is encoded as each BATCH_MAX records are written, not held for the timer.
+      for (let i = 0; i <= BATCH_MAX; i++) write([`s-${i + 4}`, i, "burst"]);
+      expect(sink.pending()).toBe(3 + BATCH_MAX);
       await t.flush();
-      const logs = c.bodies.filter((b) => b.path === "/v1/logs").flatMap((b) => logRecords(b.body));
-      expect(logs.length).toBe(3);
+      const all = c.bodies.filter((b) => b.path === "/v1/logs").flatMap((b) => logRecords(b.body));
+      expect(all.length).toBe(3 + BATCH_MAX + 1);
+      const logs = all.slice(0, 3);
       // time_unix_nano and observed_time_unix_nano: when each was written, not when encoded
       const ms = (lr: Map<number, Uint8Array[]>, field: number) =>
         Number(Buffer.from(lr.get(field)![0]!).readBigUInt64LE() / 1_000_000n);
