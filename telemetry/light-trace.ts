@@ -489,7 +489,7 @@ function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** A plain record as a carrier (the check's trace_context field). */
+/** A plain record as a carrier (a check's trace context fields, collected or read together). */
 export const recordCarrier: TextMapGetter<Record<string, string>> & TextMapSetter<Record<string, string>> = {
   get: (c, k) => c[k],
   keys: (c) => Object.keys(c),

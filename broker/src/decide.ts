@@ -110,6 +110,8 @@ export class Decider {
         flags: req.flags,
         valueType: 0,
         traceContext: {},
+        traceparent: "",
+        tracestate: "",
       };
     }
     const cut = req.keyPath.lastIndexOf("\\");
@@ -131,6 +133,8 @@ export class Decider {
       flags: 0,
       valueType: req.valueType,
       traceContext: {},
+      traceparent: "",
+      tracestate: "",
     };
   }
 

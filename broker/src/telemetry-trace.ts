@@ -4,9 +4,9 @@
 //     -> the policy server's SERVER span, with the evaluation and the rule that decided
 //   plus, only when they happen, a CLIENT span per retry on another replica and one for the wait
 //   for a human's approval.
-// The W3C trace context travels in the check's trace_context field on the multiplexed CheckStream
-// and in gRPC metadata on unary calls. Context is passed explicitly (no async context manager, see
-// telemetry/sdk.ts).
+// The W3C trace context travels in the check's traceparent and tracestate fields on the multiplexed
+// CheckStream and in gRPC metadata on unary calls. Context is passed explicitly (no async context
+// manager, see telemetry/sdk.ts).
 import type { CheckRequest } from "@agentsh/proto";
 import {
   injectTraceContext,
@@ -79,12 +79,14 @@ export class RpcCall {
       : NOT_SAMPLED;
   }
 
-  /** Puts the W3C trace context of this call in the check itself (multiplexed stream). */
+  /** Puts the trace context of this call in the check itself (multiplexed stream): W3C's in its
+   * traceparent and tracestate, any other propagator's fields (OTEL_PROPAGATORS) in trace_context. */
   injectInto(req: CheckRequest): void {
     if (!this.span.isRecording()) return;
-    const carrier: Record<string, string> = {};
-    injectTraceContext(this.span, carrier, recordCarrier);
-    req.traceContext = carrier;
+    const { traceparent, tracestate, ...others } = injectedFields(this.span);
+    req.traceparent = traceparent ?? "";
+    req.tracestate = tracestate ?? "";
+    if (Object.keys(others).length > 0) req.traceContext = others;
   }
 
   /** gRPC metadata with the W3C trace context of this call (unary). */
@@ -105,6 +107,12 @@ export class RpcCall {
       this.span.end();
     }
   }
+}
+
+function injectedFields(span: Span): Record<string, string> {
+  const carrier: Record<string, string> = {};
+  injectTraceContext(span, carrier, recordCarrier);
+  return carrier;
 }
 
 const metadataSetter: TextMapSetter<Metadata> = {

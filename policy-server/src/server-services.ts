@@ -84,7 +84,7 @@ async function streamCheck(
   try {
     if (!check) throw new ConnectError("check is required", Code.InvalidArgument);
     const input = checkInputFromProto(check);
-    const d = evaluate(state.store.engine, input, ctx, check.traceContext);
+    const d = evaluate(state.store.engine, input, ctx, check);
     let res = checkResponseToProto(id, d);
     if (d.decision === "approve" && state.approvals)
       res = await attachApproval(state.approvals, check, input, d, res);
@@ -111,7 +111,7 @@ export function policyService(state: ServiceState): ServiceImpl<typeof PolicySer
       let pending = false;
       try {
         const input = checkInputFromProto(req);
-        const d = evaluate(state.store.engine, input, ctx, req.traceContext);
+        const d = evaluate(state.store.engine, input, ctx, req);
         ctx.responseHeader.set(VERSION_HEADER, d.policyVersion);
         const res = checkResponseToProto(req.requestId, d);
         if (d.decision !== "approve" || !state.approvals) return res;

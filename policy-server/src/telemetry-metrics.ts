@@ -4,9 +4,9 @@
 //   rpc.server.duration{rpc.system,rpc.service,rpc.method,rpc.grpc.status_code} (connect interceptor)
 //   agentsh.policy.version.info{policy_version,policy_name,mode}, agentsh.policy.reloads{result}
 // Spans: one SERVER span per traced check (unary: from the W3C trace context in the request headers,
-// made by the interceptor; CheckStream: one per check, from its trace_context field), carrying the
-// evaluation: the rule that decided, the decision, the policy version. A check without a trace
-// context makes no span.
+// made by the interceptor; CheckStream: one per check, from its traceparent and tracestate),
+// carrying the evaluation: the rule that decided, the decision, the policy version. A check without a
+// trace context makes no span.
 
 import {
   deferRemoteChild,
@@ -199,28 +199,59 @@ function evaluationSeriesOf(kind: string): HistogramSeries {
 
 const SERVER_SPAN = createContextKey<Span | undefined>(undefined, { description: "agentsh server span" });
 
+/** A check's W3C trace context: its traceparent and tracestate, or the deprecated trace_context map
+ * of brokers from before them (any other propagator's fields are in that map too). */
+export interface CheckTrace {
+  traceparent: string;
+  tracestate: string;
+  traceContext: { [key: string]: string };
+}
+
 /**
  * Decides `input` with `engine`, counting and timing it. Its span: the call's SERVER span (unary,
- * from the interceptor) or, for a check on CheckStream, one made here from its `traceContext`.
+ * from the interceptor) or, for a check on CheckStream, one made here from the check's trace context.
  */
 export function evaluate(
   engine: PolicyEngine,
   input: CheckInput,
   ctx: HandlerContext,
-  traceContext?: Record<string, string>,
+  check?: CheckTrace,
 ): Decision {
-  let span = ctx.values.get(SERVER_SPAN);
-  let own = false;
-  // A check with its own trace context (CheckStream): its SERVER span is only recorded here and made
-  // at the next flush when light spans are on (telemetry/light-trace.ts: deferRemoteChild).
-  const traceparent = span === undefined ? traceContext?.traceparent : undefined;
-  const defer = traceparent !== undefined && lightTracing();
-  if (traceparent !== undefined && !defer) {
-    own = true;
+  const span = ctx.values.get(SERVER_SPAN);
+  // A check with its own trace context (CheckStream): its SERVER span is made by evaluateTraced. An
+  // untraced check reads one string field here and no more: the traced path's code never runs with it.
+  if (span === undefined && check !== undefined && (check.traceparent || check.traceContext.traceparent))
+    return evaluateTraced(engine, input, ctx, check);
+  const started = performance.now();
+  const d = engine.decide(input);
+  evaluationSeriesOf(input.kind).record((performance.now() - started) / 1000);
+  countEvaluation(input, d);
+  instruments(); // binds the observed instruments to an SDK started after this server
+  // kind and operation are on the broker's span, the path in the broker's audit record.
+  if (span?.isRecording()) span.setAttributes(decisionSpanAttrs(d));
+  return d;
+}
+
+/** evaluate for a check that carries a traceparent. When light spans are on, its SERVER span is only
+ * recorded here and made at the next flush (telemetry/light-trace.ts: deferRemoteChild). */
+function evaluateTraced(
+  engine: PolicyEngine,
+  input: CheckInput,
+  ctx: HandlerContext,
+  check: CheckTrace,
+): Decision {
+  const traceparent = check.traceparent || check.traceContext.traceparent!;
+  const tracestate = check.traceparent ? check.tracestate : check.traceContext.tracestate;
+  const defer = lightTracing();
+  let span: Span | undefined;
+  if (!defer) {
+    // Another propagator's fields (in the map) next to W3C's.
+    const carrier: Record<string, string> = { ...check.traceContext, traceparent };
+    if (tracestate) carrier.tracestate = tracestate;
     span = serverTracer().startSpan(
       `${ctx.service.typeName}/${ctx.method.name}`,
       { kind: SpanKind.SERVER, attributes: rpcSpanAttrs(ctx.service.typeName, ctx.method.name) },
-      extractTraceContext(traceContext, recordCarrier),
+      extractTraceContext(carrier, recordCarrier),
     );
   }
   const started = performance.now();
@@ -229,24 +260,20 @@ export function evaluate(
     d = engine.decide(input);
   } catch (e) {
     const status = { code: SpanStatusCode.ERROR, message: (e as Error).message };
-    if (own) {
-      span!.setStatus(status);
-      span!.end();
-    } else if (defer) deferServerSpan(ctx, traceContext!, started, undefined, status);
+    if (span) {
+      span.setStatus(status);
+      span.end();
+    } else deferServerSpan(ctx, traceparent, tracestate, started, undefined, status);
     throw e;
   }
   evaluationSeriesOf(input.kind).record((performance.now() - started) / 1000);
   countEvaluation(input, d);
-  instruments(); // binds the observed instruments to an SDK started after this server
-  if (defer) deferServerSpan(ctx, traceContext!, started, d);
-  else if (span?.isRecording()) {
-    // kind and operation are on the broker's span, the path in the broker's audit record.
+  instruments();
+  if (span) {
     span.setAttributes(decisionSpanAttrs(d));
-    if (own) {
-      span.setAttribute("rpc.grpc.status_code", 0);
-      span.end();
-    }
-  }
+    span.setAttribute("rpc.grpc.status_code", 0);
+    span.end();
+  } else deferServerSpan(ctx, traceparent, tracestate, started, d);
   return d;
 }
 
@@ -259,10 +286,11 @@ function decisionSpanAttrs(d: Decision): Attributes {
   };
 }
 
-/** The SERVER span of a check whose trace context came in the check itself (see evaluate). */
+/** The SERVER span of a check whose trace context came in the check itself (see evaluateTraced). */
 function deferServerSpan(
   ctx: HandlerContext,
-  traceContext: Record<string, string>,
+  traceparent: string,
+  tracestate: string | undefined,
   started: number,
   d: Decision | undefined,
   status?: { code: SpanStatusCode; message: string },
@@ -275,8 +303,8 @@ function deferServerSpan(
     SCOPE_INFO,
     `${service}/${method}`,
     SpanKind.SERVER,
-    traceContext.traceparent!,
-    traceContext.tracestate,
+    traceparent,
+    tracestate || undefined,
     started,
     performance.now(),
     attributes,

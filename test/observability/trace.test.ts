@@ -125,4 +125,42 @@ describe("traces", () => {
     expect(server.attributes["agentsh.rule"]).toBe("secrets");
     expect(server.attributes["rpc.grpc.status_code"]).toBe(0);
   });
+
+  it("a check's own trace context: traceparent and tracestate, or the map of older brokers", async () => {
+    const TID = "4bf92f3577b34da6a3ce929d0e0e4736";
+    type TraceFields = { traceparent?: string; tracestate?: string; traceContext?: Record<string, string> };
+    const ask = async (fields: TraceFields, parent: string) => {
+      exporter.reset();
+      const req = create(CheckRequestSchema, {
+        kind: Kind.FILE,
+        operation: Operation.READ,
+        path: "C:\\Users\\dev\\.ssh\\known_hosts",
+        session: { token: 5n, userProfile: "C:\\Users\\dev", workspace: "C:\\work\\repo" },
+        ...fields,
+      });
+      // No metadata: the server reads the context from the check itself.
+      await unary(stack.broker.channel.policy, "check", req, Date.now() + 2000);
+      const [server] = await waitSpans(1, (s) => s.kind === SpanKind.SERVER);
+      expect(server?.spanContext().traceId).toBe(TID);
+      expect(parentOf(server!)).toBe(parent);
+      expect(server!.attributes["agentsh.rule"]).toBe("secrets");
+      return server!;
+    };
+    const fields = await ask(
+      { traceparent: `00-${TID}-00f067aa0ba902b7-01`, tracestate: "vendor=a" },
+      "00f067aa0ba902b7",
+    );
+    expect(fields.parentSpanContext?.traceState?.get("vendor")).toBe("a");
+    const map = await ask(
+      { traceContext: { traceparent: `00-${TID}-b7ad6b7169203331-01`, tracestate: "vendor=b" } },
+      "b7ad6b7169203331",
+    );
+    expect(map.parentSpanContext?.traceState?.get("vendor")).toBe("b");
+    // Untraced: no span.
+    exporter.reset();
+    const req = create(CheckRequestSchema, { kind: Kind.FILE, operation: Operation.READ, path: "C:\\x" });
+    await unary(stack.broker.channel.policy, "check", req, Date.now() + 2000);
+    await sleep(300);
+    expect(exporter.getFinishedSpans()).toHaveLength(0);
+  });
 });

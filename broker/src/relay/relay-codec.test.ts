@@ -51,7 +51,9 @@ const check = (over: Omit<MessageInitShape<typeof CheckRequestSchema>, "$typeNam
     createDisposition: 1,
     flags: 3,
     valueType: 0,
-    traceContext: { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", tracestate: "" },
+    traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    tracestate: "vendor=1",
+    traceContext: { b3: "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1" },
     ...over,
   });
 

@@ -81,10 +81,9 @@ describe("compiled deserialisers read what fromBinary reads", () => {
         { drive: "C:", device: "\\Device\\HarddiskVolume3" },
         { drive: "D:", device: "\\Device\\HarddiskVolume4" },
       ],
-      traceContext: {
-        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-        tracestate: "",
-      },
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      tracestate: "vendor=1",
+      traceContext: { b3: "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1", other: "" },
     });
     same(CheckRequestSchema, req);
   });
