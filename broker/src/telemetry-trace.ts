@@ -83,7 +83,9 @@ export class RpcCall {
    * traceparent and tracestate, any other propagator's fields (OTEL_PROPAGATORS) in trace_context. */
   injectInto(req: CheckRequest): void {
     if (!this.span.isRecording()) return;
-    const { traceparent, tracestate, ...others } = injectedFields(this.span);
+    const carrier: Record<string, string> = {};
+    injectTraceContext(this.span, carrier, recordCarrier);
+    const { traceparent, tracestate, ...others } = carrier;
     req.traceparent = traceparent ?? "";
     req.tracestate = tracestate ?? "";
     if (Object.keys(others).length > 0) req.traceContext = others;
@@ -107,12 +109,6 @@ export class RpcCall {
       this.span.end();
     }
   }
-}
-
-function injectedFields(span: Span): Record<string, string> {
-  const carrier: Record<string, string> = {};
-  injectTraceContext(span, carrier, recordCarrier);
-  return carrier;
 }
 
 const metadataSetter: TextMapSetter<Metadata> = {

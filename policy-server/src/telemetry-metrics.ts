@@ -220,31 +220,38 @@ export function evaluate(
   const span = ctx.values.get(SERVER_SPAN);
   // A check with its own trace context (CheckStream): its SERVER span is made by evaluateTraced. An
   // untraced check reads one string field here and no more: the traced path's code never runs with it.
-  if (span === undefined && check !== undefined && (check.traceparent || check.traceContext.traceparent))
-    return evaluateTraced(engine, input, ctx, check);
+  if (span === undefined && check !== undefined) {
+    const traceparent = check.traceparent || check.traceContext.traceparent;
+    if (traceparent) return evaluateTraced(engine, input, ctx, check, traceparent);
+  }
   const started = performance.now();
   const d = engine.decide(input);
-  evaluationSeriesOf(input.kind).record((performance.now() - started) / 1000);
-  countEvaluation(input, d);
-  instruments(); // binds the observed instruments to an SDK started after this server
+  evaluated(input, d, started);
   // kind and operation are on the broker's span, the path in the broker's audit record.
   if (span?.isRecording()) span.setAttributes(decisionSpanAttrs(d));
   return d;
 }
 
-/** evaluate for a check that carries a traceparent. When light spans are on, its SERVER span is only
+/** Counts and times an evaluation that started at `started`. */
+function evaluated(input: CheckInput, d: Decision, started: number): void {
+  evaluationSeriesOf(input.kind).record((performance.now() - started) / 1000);
+  countEvaluation(input, d);
+  instruments(); // binds the observed instruments to an SDK started after this server
+}
+
+/** evaluate for a check that carries `traceparent`. When light spans are on, its SERVER span is only
  * recorded here and made at the next flush (telemetry/light-trace.ts: deferRemoteChild). */
 function evaluateTraced(
   engine: PolicyEngine,
   input: CheckInput,
   ctx: HandlerContext,
   check: CheckTrace,
+  traceparent: string,
 ): Decision {
-  const traceparent = check.traceparent || check.traceContext.traceparent!;
+  // tracestate from where traceparent came: the fields, or the map of an older broker.
   const tracestate = check.traceparent ? check.tracestate : check.traceContext.tracestate;
-  const defer = lightTracing();
   let span: Span | undefined;
-  if (!defer) {
+  if (!lightTracing()) {
     // Another propagator's fields (in the map) next to W3C's.
     const carrier: Record<string, string> = { ...check.traceContext, traceparent };
     if (tracestate) carrier.tracestate = tracestate;
@@ -266,9 +273,7 @@ function evaluateTraced(
     } else deferServerSpan(ctx, traceparent, tracestate, started, undefined, status);
     throw e;
   }
-  evaluationSeriesOf(input.kind).record((performance.now() - started) / 1000);
-  countEvaluation(input, d);
-  instruments();
+  evaluated(input, d, started);
   if (span) {
     span.setAttributes(decisionSpanAttrs(d));
     span.setAttribute("rpc.grpc.status_code", 0);
@@ -304,7 +309,7 @@ function deferServerSpan(
     `${service}/${method}`,
     SpanKind.SERVER,
     traceparent,
-    tracestate || undefined,
+    tracestate,
     started,
     performance.now(),
     attributes,

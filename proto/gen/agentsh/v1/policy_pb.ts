@@ -108,7 +108,8 @@ export type CheckRequest = Message<"agentsh.v1.CheckRequest"> & {
   valueType: number;
 
   /**
-   * Replaced by traceparent and tracestate (16, 17); still read when traceparent is empty.
+   * W3C's part replaced by traceparent and tracestate (16, 17), and still read when traceparent is
+   * empty (older brokers); other propagators' fields (OTEL_PROPAGATORS) still travel here.
    *
    * @generated from field: map<string, string> trace_context = 15 [deprecated = true];
    * @deprecated
@@ -116,10 +117,11 @@ export type CheckRequest = Message<"agentsh.v1.CheckRequest"> & {
   traceContext: { [key: string]: string };
 
   /**
-   * W3C trace context of the caller: the values of its traceparent and tracestate headers, empty when
-   * the check is not traced. Checks multiplexed on CheckStream share one call's metadata, so each
-   * carries its own; unary calls may use metadata instead. Plain fields rather than a map: a map entry
-   * in one check in a thousand made the policy server's decoder run slower for every check.
+   * W3C trace context of the caller: the values of its traceparent and tracestate headers, empty
+   * when the check is not traced. Checks multiplexed on CheckStream share one call's metadata, so
+   * each carries its own; unary calls may use metadata instead. Plain fields rather than a map: a
+   * map entry in one check in a thousand made the policy server's decoder allocate for every field
+   * of every check.
    *
    * @generated from field: string traceparent = 16;
    */
