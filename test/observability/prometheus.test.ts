@@ -2,8 +2,9 @@
 // test/setup/ensure.mjs): the simulator drives a workload through the real broker (this process,
 // its own Prometheus endpoint) and a real policy server (a child process, another endpoint);
 // Prometheus scrapes both every second. Then every panel query of every dashboard and every alert
-// expression must return data, a refused policy reload fires its alert, and stopping the policy
-// server fires the fail-mode alert. `promtool check config` and `check rules` must pass.
+// expression must return data, a refused policy reload fires its alert, stopping the policy server
+// fires the fail-mode alert, and closing the broker's endpoint fires the broker-down alert.
+// `promtool check config` and `check rules` must pass.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -228,7 +229,7 @@ describe("observability against a real Prometheus", () => {
     expect(c.status, c.stdout + c.stderr).toBe(0);
     const r = promtool("check", "rules", RULES);
     expect(r.status, r.stdout + r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/SUCCESS: 6 rules found/);
+    expect(r.stdout).toMatch(/SUCCESS: 7 rules found/);
   });
 
   it("every dashboard panel query returns data", async () => {
@@ -318,5 +319,15 @@ describe("observability against a real Prometheus", () => {
     const r = await query('sum(agentsh_decisions_total{source=~"fail_mode|stale"})');
     expect(Number(r.data.result[0]?.value[1])).toBeGreaterThan(0);
     expect(audit.some((a) => a.source === "fail_mode" && typeof a.reason === "string")).toBe(true);
+  });
+
+  it("a broker that stops answering scrapes fires AgentshBrokerDown", async () => {
+    expect(await firing("AgentshBrokerDown")).toBeUndefined();
+    // Its metrics endpoint closes, as when the broker service stops: its own fail-state series go.
+    await telemetry!.shutdown();
+    telemetry = undefined;
+    const labels = await until("AgentshBrokerDown firing", () => firing("AgentshBrokerDown"));
+    expect(labels).toMatchObject({ job: "agentsh-broker", severity: "critical" });
+    expect(labels.instance).toMatch(/^127\.0\.0\.1:\d+$/);
   });
 });
