@@ -8,6 +8,7 @@
 // carrying the evaluation: the rule that decided, the decision, the policy version. A check without a
 // trace context makes no span.
 
+import type { CheckRequest } from "@agentsh/proto";
 import {
   deferRemoteChild,
   extractTraceContext,
@@ -199,13 +200,9 @@ function evaluationSeriesOf(kind: string): HistogramSeries {
 
 const SERVER_SPAN = createContextKey<Span | undefined>(undefined, { description: "agentsh server span" });
 
-/** A check's W3C trace context: its traceparent and tracestate, or the deprecated trace_context map
- * of brokers from before them (any other propagator's fields are in that map too). */
-export interface CheckTrace {
-  traceparent: string;
-  tracestate: string;
-  traceContext: { [key: string]: string };
-}
+/** A check's trace context: W3C's in traceparent and tracestate, or in the deprecated trace_context
+ * map from brokers older than those fields (any other propagator's fields are in that map too). */
+type CheckTrace = Pick<CheckRequest, "traceparent" | "tracestate" | "traceContext">;
 
 /**
  * Decides `input` with `engine`, counting and timing it. Its span: the call's SERVER span (unary,
@@ -219,10 +216,13 @@ export function evaluate(
 ): Decision {
   const span = ctx.values.get(SERVER_SPAN);
   // A check with its own trace context (CheckStream): its SERVER span is made by evaluateTraced. An
-  // untraced check reads one string field here and no more: the traced path's code never runs with it.
+  // untraced check only has the two places a traceparent may be looked at: the traced path's code
+  // never runs with it.
   if (span === undefined && check !== undefined) {
-    const traceparent = check.traceparent || check.traceContext.traceparent;
-    if (traceparent) return evaluateTraced(engine, input, ctx, check, traceparent);
+    if (check.traceparent)
+      return evaluateTraced(engine, input, ctx, check, check.traceparent, check.tracestate);
+    const old = check.traceContext; // a broker older than the fields
+    if (old.traceparent) return evaluateTraced(engine, input, ctx, check, old.traceparent, old.tracestate);
   }
   const started = performance.now();
   const d = engine.decide(input);
@@ -239,17 +239,17 @@ function evaluated(input: CheckInput, d: Decision, started: number): void {
   instruments(); // binds the observed instruments to an SDK started after this server
 }
 
-/** evaluate for a check that carries `traceparent`. When light spans are on, its SERVER span is only
- * recorded here and made at the next flush (telemetry/light-trace.ts: deferRemoteChild). */
+/** evaluate for a check that carries `traceparent` (and `tracestate`, from the same place). When
+ * light spans are on, its SERVER span is only recorded here and made at the next flush
+ * (telemetry/light-trace.ts: deferRemoteChild). */
 function evaluateTraced(
   engine: PolicyEngine,
   input: CheckInput,
   ctx: HandlerContext,
   check: CheckTrace,
   traceparent: string,
+  tracestate: string | undefined,
 ): Decision {
-  // tracestate from where traceparent came: the fields, or the map of an older broker.
-  const tracestate = check.traceparent ? check.tracestate : check.traceContext.tracestate;
   let span: Span | undefined;
   if (!lightTracing()) {
     // Another propagator's fields (in the map) next to W3C's.
