@@ -10,6 +10,10 @@
  *   6. FAILING and not the probe          -> fail mode at once
  *   7. ask the client through Send       -> broker decision; PENDING = deny, never cached
  *      failure (STATUS_TIMEOUT, disconnected, short/malformed reply) -> fail mode, failure counted
+ *
+ * A decision made without an answer of its own that is not a plain allow from the cache (a DENY
+ * from the cache or from an identical query, every fail-mode answer) is reported to the client as
+ * MSG_DECISION_EVENT when the config asks (AGENTSH_CONFIG_FLAG_DECISION_EVENTS), rate limited.
  */
 #include "agentsh_core.h"
 
@@ -102,7 +106,7 @@ static void AgentshFailModeVerdict(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTS
 static void AgentshCoreAsk(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE_REQUEST *Request,
     _In_ UINT64 Token, _In_ const AGENTSH_CORE_CONFIG *Config, _Out_ UINT32 *Decision, _Out_ UINT32 *Raw,
     _Out_ UINT32 *Source, _Out_ BOOLEAN *Insert, _Out_ UINT32 *TtlMs, _Out_ NTSTATUS *QueryStatus,
-    _Out_ BOOLEAN *Recovered)
+    _Out_ BOOLEAN *Recovered, _Out_ UINT32 *Reason)
 {
     AGENTSH_POLICY_RESPONSE reply;
     UINT32 replyLength = sizeof(reply);
@@ -119,9 +123,11 @@ static void AgentshCoreAsk(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE
     *QueryStatus = STATUS_SUCCESS;
     *Recovered = FALSE;
     *Source = AGENTSH_SOURCE_FAILMODE;
+    *Reason = 0;
 
     if (Core->Send == NULL || AgentshAtomicLoad32(&Core->ClientConnected) == 0 ||
         AgentshAtomicLoad32(&Core->ClientShutdown) != 0) {
+        *Reason = DECISION_REASON_NO_CLIENT;
         AgentshFailModeVerdict(Core, Config, Decision);
         *Raw = *Decision;
         return;
@@ -131,6 +137,7 @@ static void AgentshCoreAsk(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE
     if (!NT_SUCCESS(status)) {
         /* not the broker's fault: no fail-state change */
         *QueryStatus = status;
+        *Reason = DECISION_REASON_UNDECIDABLE;
         AgentshFailModeVerdict(Core, Config, Decision);
         *Raw = *Decision;
         return;
@@ -138,6 +145,7 @@ static void AgentshCoreAsk(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE
     gate = AgentshFailGate(&Core->Fail, AgentshCoreNow(Core), Config->ProbeIntervalMs);
     if (gate == AGENTSH_GATE_FAILMODE) {
         AgentshFreeMessage(message);
+        *Reason = DECISION_REASON_FAILING;
         AgentshFailModeVerdict(Core, Config, Decision);
         *Raw = *Decision;
         return;
@@ -182,8 +190,65 @@ static void AgentshCoreAsk(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE
         AgentshAtomicInc64(&Core->Timeouts);
     }
     (void)AgentshFailOnFailure(&Core->Fail, probe, AgentshCoreNow(Core), Config->MaxConsecutiveFailures);
+    *Reason = DECISION_REASON_QUERY_FAILED;
     AgentshFailModeVerdict(Core, Config, Decision);
     *Raw = *Decision;
+}
+
+static BOOLEAN AgentshQueueNotification(_Inout_ AGENTSH_CORE *Core, _In_ const void *Message, _In_ UINT32 Size,
+    _In_ BOOLEAN Hold);
+
+/* MSG_DECISION_EVENT for a decision made without an answer of its own. At most
+ * AGENTSH_DECISION_EVENTS_PER_SECOND are queued per second; the ones left out (or lost to a full
+ * queue or a failed allocation) are counted and the next event queued carries the count. */
+static BOOLEAN AgentshReportDecision(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE_REQUEST *Request,
+    _In_ UINT64 Token, _In_ UINT32 Decision, _In_ UINT32 Source, _In_ UINT32 Reason, _In_ NTSTATUS QueryStatus)
+{
+    AGENTSH_NOTIFY_QUEUE *q = &Core->Notify;
+    UINT64 now = AgentshCoreNow(Core);
+    UINT32 suppressed = 0;
+    BOOLEAN admit;
+    void *msg;
+    UINT32 size;
+
+    AgentshLockExclusive(&q->Lock);
+    if (q->DecisionWindowCount == 0 || now - q->DecisionWindowMs >= 1000u) {
+        q->DecisionWindowMs = now;
+        q->DecisionWindowCount = 0;
+    }
+    admit = q->DecisionWindowCount < AGENTSH_DECISION_EVENTS_PER_SECOND ? TRUE : FALSE;
+    if (admit) {
+        q->DecisionWindowCount++;
+        suppressed = q->DecisionSuppressed;
+        q->DecisionSuppressed = 0;
+    } else if (q->DecisionSuppressed != 0xFFFFFFFFu) {
+        q->DecisionSuppressed++;
+    }
+    AgentshUnlockExclusive(&q->Lock);
+    if (!admit) {
+        return FALSE;
+    }
+    if (NT_SUCCESS(AgentshBuildDecisionEvent(Request, Token, Decision, Source, Reason,
+                                             Reason == DECISION_REASON_QUERY_FAILED ||
+                                                     Reason == DECISION_REASON_UNDECIDABLE
+                                                 ? QueryStatus
+                                                 : STATUS_SUCCESS,
+                                             suppressed, &msg, &size))) {
+        BOOLEAN queued = AgentshQueueNotification(Core, msg, size, TRUE);
+        AgentshFreeMessage(msg);
+        if (queued) {
+            return TRUE;
+        }
+    } else {
+        AgentshAtomicInc64(&q->Dropped);
+    }
+    /* not queued: this one and the ones it carried go to the next */
+    AgentshLockExclusive(&q->Lock);
+    suppressed += 1u;
+    q->DecisionSuppressed = q->DecisionSuppressed > 0xFFFFFFFFu - suppressed ? 0xFFFFFFFFu
+                                                                             : q->DecisionSuppressed + suppressed;
+    AgentshUnlockExclusive(&q->Lock);
+    return FALSE;
 }
 
 BOOLEAN AgentshCoreShouldCheck(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId, _Out_opt_ UINT64 *Token)
@@ -207,7 +272,7 @@ void AgentshCoreDecide(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE_REQ
     AGENTSH_USTR none = AGENTSH_USTR_EMPTY;
     const AGENTSH_USTR *k1, *k2;
     UINT64 token = 0, generation;
-    UINT32 decision = DECISION_DENY, raw, source = AGENTSH_SOURCE_FAILMODE, ttl = 0;
+    UINT32 decision = DECISION_DENY, raw, source = AGENTSH_SOURCE_FAILMODE, ttl = 0, reason = 0;
     BOOLEAN insert = FALSE, recovered = FALSE;
     NTSTATUS status;
     int rc;
@@ -246,6 +311,7 @@ void AgentshCoreDecide(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE_REQ
         Verdict->QueryStatus = status;
         raw = decision;
         source = AGENTSH_SOURCE_FAILMODE;
+        reason = DECISION_REASON_UNDECIDABLE;
         goto done;
     }
 
@@ -253,17 +319,20 @@ void AgentshCoreDecide(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE_REQ
     if (rc == AGENTSH_CACHE_HIT) {
         raw = decision;
         source = AGENTSH_SOURCE_CACHE;
+        reason = DECISION_REASON_CACHED;
     } else if (rc == AGENTSH_CACHE_MISS_WAITER) {
         Verdict->Collapsed = 1;
+        reason = DECISION_REASON_COLLAPSED;
         if (!AgentshCacheWaitQuery(inflight, config.PolicyQueryTimeoutMs, &decision, &raw, &source)) {
             AgentshFailModeVerdict(Core, &config, &decision);
             raw = decision;
             source = AGENTSH_SOURCE_FAILMODE;
+            reason = DECISION_REASON_WAIT_TIMEOUT;
         }
     } else {
         generation = rc == AGENTSH_CACHE_MISS_OWNER ? inflight->Generation : AgentshCacheGeneration(&Core->Cache);
         AgentshCoreAsk(Core, Request, token, &config, &decision, &raw, &source, &insert, &ttl,
-                       &Verdict->QueryStatus, &recovered);
+                       &Verdict->QueryStatus, &recovered, &reason);
         if (recovered) {
             /* left FAILING: decisions cached before the outage may be stale */
             AgentshCacheInvalidateAll(&Core->Cache);
@@ -283,28 +352,43 @@ done:
     Verdict->Decision = decision;
     Verdict->RawDecision = raw;
     Verdict->Source = source;
+    Verdict->Reason = reason;
+    /* Decided without an answer of its own, and not a plain allow from the cache: reported. */
+    if ((config.Flags & AGENTSH_CONFIG_FLAG_DECISION_EVENTS) != 0 && reason != 0 &&
+        (source == AGENTSH_SOURCE_FAILMODE || decision == DECISION_DENY)) {
+        Verdict->Reported = AgentshReportDecision(Core, Request, token, decision,
+                                                  source == AGENTSH_SOURCE_FAILMODE ? DECISION_SOURCE_FAIL_MODE
+                                                                                    : DECISION_SOURCE_CACHE,
+                                                  reason, Verdict->QueryStatus)
+                                ? 1u
+                                : 0u;
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------
  * Notifications
  * ------------------------------------------------------------------------------------------- */
 
-static void AgentshQueueNotification(_Inout_ AGENTSH_CORE *Core, _In_ const void *Message, _In_ UINT32 Size)
+/* Hold: queue even while no client is connected (the worker sends it to the next client). Returns
+ * TRUE when queued; a notification not queued is counted as dropped. */
+static BOOLEAN AgentshQueueNotification(_Inout_ AGENTSH_CORE *Core, _In_ const void *Message, _In_ UINT32 Size,
+    _In_ BOOLEAN Hold)
 {
     AGENTSH_NOTIFY_QUEUE *q = &Core->Notify;
     AGENTSH_NOTIFY_ITEM *item;
     BOOLEAN queued = FALSE;
 
-    if (AgentshAtomicLoad32(&Core->ClientConnected) == 0 || AgentshAtomicLoad32(&q->Stopping) != 0) {
+    if ((!Hold && AgentshAtomicLoad32(&Core->ClientConnected) == 0) || AgentshAtomicLoad32(&q->Stopping) != 0) {
         AgentshAtomicInc64(&q->Dropped);
-        return;
+        return FALSE;
     }
     item = (AGENTSH_NOTIFY_ITEM *)AgentshAlloc(sizeof(*item) + (SIZE_T)Size, AGENTSH_TAG_NOTIFY,
                                                AGENTSH_POOL_PAGED);
     if (item == NULL) {
         AgentshAtomicInc64(&q->Dropped);
-        return;
+        return FALSE;
     }
+    item->Next = NULL;
     item->Size = Size;
     AgentshMemCopy(item + 1, Message, Size);
     AgentshLockExclusive(&q->Lock);
@@ -322,9 +406,10 @@ static void AgentshQueueNotification(_Inout_ AGENTSH_CORE *Core, _In_ const void
     if (!queued) {
         AgentshFree(item, AGENTSH_TAG_NOTIFY);
         AgentshAtomicInc64(&q->Dropped);
-        return;
+        return FALSE;
     }
     AgentshEventSet(&q->Wake);
+    return TRUE;
 }
 
 BOOLEAN AgentshCoreRunNotifications(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 WaitMs)
@@ -337,6 +422,10 @@ BOOLEAN AgentshCoreRunNotifications(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 Wait
     AgentshEventReset(&q->Wake); /* reset before draining: a later Set is never lost */
     for (;;) {
         AGENTSH_NOTIFY_ITEM *item;
+        if (AgentshAtomicLoad32(&q->Stopping) == 0 &&
+            (Core->Send == NULL || AgentshAtomicLoad32(&Core->ClientConnected) == 0)) {
+            break; /* no client: what is queued is held for the next one (the connect wakes us) */
+        }
         AgentshLockExclusive(&q->Lock);
         item = q->Head;
         if (item != NULL) {
@@ -392,7 +481,7 @@ BOOLEAN AgentshCoreProcessCreated(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 Proces
     }
     if (NT_SUCCESS(AgentshBuildProcessEvent(MSG_PROCESS_CREATED, token, ProcessId, CreatorProcessId,
                                             ParentProcessId, 0, ImagePath, &msg, &size))) {
-        AgentshQueueNotification(Core, msg, size);
+        (void)AgentshQueueNotification(Core, msg, size, FALSE);
         AgentshFreeMessage(msg);
     } else {
         AgentshAtomicInc64(&Core->Notify.Dropped);
@@ -411,7 +500,7 @@ BOOLEAN AgentshCoreProcessTerminated(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 Pro
     }
     if (NT_SUCCESS(AgentshBuildProcessEvent(MSG_PROCESS_TERMINATED, token, ProcessId, 0, 0, ExitStatus, &none,
                                             &msg, &size))) {
-        AgentshQueueNotification(Core, msg, size);
+        (void)AgentshQueueNotification(Core, msg, size, FALSE);
         AgentshFreeMessage(msg);
     } else {
         AgentshAtomicInc64(&Core->Notify.Dropped);
@@ -439,7 +528,7 @@ BOOLEAN AgentshCoreAudit(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId, _In_
         return FALSE;
     }
     if (NT_SUCCESS(AgentshBuildAuditEvent(token, ProcessId, Kind, Operation, Status, Path, ValueName, &msg, &size))) {
-        AgentshQueueNotification(Core, msg, size);
+        (void)AgentshQueueNotification(Core, msg, size, FALSE);
         AgentshFreeMessage(msg);
     } else {
         AgentshAtomicInc64(&Core->Notify.Dropped);
@@ -474,6 +563,7 @@ void AgentshCoreClientConnected(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ClientPr
     AgentshAtomicStore32(&Core->ClientProcessId, ClientProcessId);
     AgentshAtomicStore32(&Core->ClientShutdown, 0);
     AgentshAtomicStore32(&Core->ClientConnected, 1);
+    AgentshEventSet(&Core->Notify.Wake); /* notifications held while no client was connected */
 }
 
 void AgentshCoreClientDisconnected(_Inout_ AGENTSH_CORE *Core)

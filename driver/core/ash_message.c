@@ -156,3 +156,32 @@ _Must_inspect_result_ NTSTATUS AgentshBuildAuditEvent(_In_ UINT64 SessionToken, 
     offsets[1] = AGENTSH_OFFSETOF(AGENTSH_AUDIT_EVENT, ValueName);
     return AgentshBuild(&a, sizeof(a), 2, strings, offsets, Message, Size);
 }
+
+_Must_inspect_result_ NTSTATUS AgentshBuildDecisionEvent(_In_ const AGENTSH_DECIDE_REQUEST *Request,
+    _In_ UINT64 SessionToken, _In_ UINT32 Decision, _In_ UINT32 Source, _In_ UINT32 Reason,
+    _In_ NTSTATUS QueryStatus, _In_ UINT32 Suppressed, _Out_ void **Message, _Out_ UINT32 *Size)
+{
+    AGENTSH_DECISION_EVENT e;
+    const AGENTSH_USTR *strings[3];
+    UINT32 offsets[3];
+
+    AgentshMemZero(&e, sizeof(e));
+    e.Header.Type = MSG_DECISION_EVENT;
+    e.SessionToken = SessionToken;
+    e.ProcessId = Request->ProcessId;
+    e.ThreadId = Request->ThreadId;
+    e.Kind = Request->Kind;
+    e.Operation = Request->Operation;
+    e.Decision = Decision;
+    e.Source = Source;
+    e.Reason = Reason;
+    e.QueryStatus = QueryStatus;
+    e.Suppressed = Suppressed;
+    strings[0] = &Request->Strings[0];
+    strings[1] = &Request->Strings[1];
+    strings[2] = &Request->Strings[2];
+    offsets[0] = AGENTSH_OFFSETOF(AGENTSH_DECISION_EVENT, Path);
+    offsets[1] = AGENTSH_OFFSETOF(AGENTSH_DECISION_EVENT, String1);
+    offsets[2] = AGENTSH_OFFSETOF(AGENTSH_DECISION_EVENT, String2);
+    return AgentshBuild(&e, sizeof(e), 3, strings, offsets, Message, Size);
+}

@@ -52,7 +52,7 @@ typedef struct _AGENTSH_USTR {
 #define AGENTSH_PROCESS_BUCKETS         4096u   /* power of two */
 #define AGENTSH_CACHE_MAX_KEY_CHARS     4096u   /* longer keys are decided but never cached */
 #define AGENTSH_KEY_INLINE_CHARS        192u    /* 384 bytes of stack per key (kernel stack budget) */
-#define AGENTSH_NOTIFY_QUEUE_MAX        4096u   /* queued notifications (process/audit events) */
+#define AGENTSH_NOTIFY_QUEUE_MAX        4096u   /* queued notifications (process/audit/decision events) */
 #define AGENTSH_NOTIFY_TIMEOUT_MS       1000u   /* bounded send of one notification */
 
 /* The port. Kernel: FltSendMessage(Filter, &ClientPort, Message, MessageSize, Reply, ReplyLength,
@@ -278,7 +278,7 @@ void AgentshConfigDefaults(_Out_ AGENTSH_CORE_CONFIG *Config);
 NTSTATUS AgentshConfigValidate(_In_ const AGENTSH_CONFIG *Message);
 
 /* ---------------------------------------------------------------------------------------------
- * Notification queue (process and audit events; core/ash_notify.c)
+ * Notification queue (process, audit and decision events; core/ash_core.c)
  * ------------------------------------------------------------------------------------------- */
 typedef struct _AGENTSH_NOTIFY_ITEM AGENTSH_NOTIFY_ITEM;
 
@@ -290,6 +290,11 @@ typedef struct _AGENTSH_NOTIFY_QUEUE {
     AGENTSH_EVENT Wake;              /* set when an item is queued or on stop */
     volatile UINT32 Stopping;
     volatile UINT64 Sent, Dropped, SendFailures;
+    /* decision events (guarded by Lock): the rate window and the events left out since the last
+     * one queued (carried by the next as Suppressed) */
+    UINT64 DecisionWindowMs;
+    UINT32 DecisionWindowCount;
+    UINT32 DecisionSuppressed;
 } AGENTSH_NOTIFY_QUEUE;
 
 /* ---------------------------------------------------------------------------------------------
@@ -351,6 +356,8 @@ typedef struct _AGENTSH_VERDICT {
     UINT32 Collapsed;            /* 1 when this query waited on an identical in-flight one */
     UINT64 SessionToken;         /* 0 when untracked */
     NTSTATUS QueryStatus;        /* the send's status when the broker was asked, else 0 */
+    UINT32 Reason;               /* DECISION_REASON_* when decided without an answer of its own, else 0 */
+    UINT32 Reported;             /* 1 when a MSG_DECISION_EVENT was queued for this decision */
 } AGENTSH_VERDICT;
 
 /* Never fails: an invalid request or an allocation failure is answered by the fail mode. */
@@ -420,6 +427,10 @@ _Must_inspect_result_ NTSTATUS AgentshBuildProcessEvent(_In_ UINT32 Type, _In_ U
 _Must_inspect_result_ NTSTATUS AgentshBuildAuditEvent(_In_ UINT64 SessionToken, _In_ UINT32 ProcessId,
     _In_ UINT32 Kind, _In_ UINT32 Operation, _In_ INT32 Status, _In_ const AGENTSH_USTR *Path,
     _In_ const AGENTSH_USTR *ValueName, _Out_ void **Message, _Out_ UINT32 *Size);
+/* MSG_DECISION_EVENT for a decision made without asking (strings as in Request). */
+_Must_inspect_result_ NTSTATUS AgentshBuildDecisionEvent(_In_ const AGENTSH_DECIDE_REQUEST *Request,
+    _In_ UINT64 SessionToken, _In_ UINT32 Decision, _In_ UINT32 Source, _In_ UINT32 Reason,
+    _In_ NTSTATUS QueryStatus, _In_ UINT32 Suppressed, _Out_ void **Message, _Out_ UINT32 *Size);
 void AgentshFreeMessage(_In_ void *Message);
 
 /* List helpers */

@@ -40,11 +40,15 @@
  *      one query is let through while failing), so fail mode is never sticky.
  *   8. A reply TTL of 0 means "do not cache"; AGENTSH_TTL_DEFAULT asks for CacheDefaultTTLMs. A
  *      PENDING reply is never cached, and the driver denies the operation it answers.
+ *   9. MSG_DECISION_EVENT (6) reports what the driver decided alone and is not a plain allowed
+ *      cache hit (a DENY from its cache, every fail-mode answer), when the config asks
+ *      (AGENTSH_CONFIG_FLAG_DECISION_EVENTS): otherwise those decisions leave no audit record.
  *
  * Framing on the filter port (Windows rules, emulated by the simulator):
  *   - driver -> user (FltSendMessage / FilterGetMessage): the user buffer receives
  *     FILTER_MESSAGE_HEADER (16 bytes: ReplyLength, MessageId) followed by one message below.
- *     ReplyLength 0 means the driver expects no reply (notifications: PROCESS_*, AUDIT_EVENT).
+ *     ReplyLength 0 means the driver expects no reply (notifications: PROCESS_*, AUDIT_EVENT,
+ *     DECISION_EVENT).
  *   - user -> driver reply (FilterReplyMessage): FILTER_REPLY_HEADER (16 bytes: Status,
  *     MessageId) followed by AGENTSH_POLICY_RESPONSE; dwReplyBufferSize = 16 + 32. The driver
  *     passes ReplyLength = sizeof(AGENTSH_POLICY_RESPONSE) to FltSendMessage.
@@ -134,6 +138,7 @@ extern "C" {
 #define MSG_PROCESS_CREATED             3u
 #define MSG_PROCESS_TERMINATED          4u
 #define MSG_AUDIT_EVENT                 5u   /* post-operation record (registry), no reply */
+#define MSG_DECISION_EVENT              6u   /* a decision the driver made without asking, no reply */
 
 /* user -> driver (FilterSendMessage) */
 #define MSG_REGISTER_SESSION            100u
@@ -187,6 +192,19 @@ extern "C" {
 #define FILE_REQ_FLAG_DELETE_ON_CLOSE   0x00000002u
 #define FILE_REQ_FLAG_REPLACE_IF_EXISTS 0x00000004u
 
+/* AGENTSH_DECISION_EVENT.Source: how the driver decided without asking the client */
+#define DECISION_SOURCE_CACHE           1u   /* a DENY repeated from the cache or from an identical query */
+#define DECISION_SOURCE_FAIL_MODE       2u   /* the configured fail mode answered (allow or deny) */
+
+/* AGENTSH_DECISION_EVENT.Reason */
+#define DECISION_REASON_CACHED          1u   /* cache hit (Source CACHE) */
+#define DECISION_REASON_COLLAPSED       2u   /* took the answer of an identical in-flight query */
+#define DECISION_REASON_NO_CLIENT       3u   /* no client connected, or it sent MSG_SHUTDOWN */
+#define DECISION_REASON_FAILING         4u   /* FAIL_STATE_FAILING and this query was not the probe */
+#define DECISION_REASON_QUERY_FAILED    5u   /* the query failed: QueryStatus (STATUS_TIMEOUT, ...) */
+#define DECISION_REASON_WAIT_TIMEOUT    6u   /* the identical query waited on did not answer in time */
+#define DECISION_REASON_UNDECIDABLE     7u   /* the request could not be keyed or built: QueryStatus */
+
 /* AGENTSH_CACHE_UPDATE.Scope */
 #define CACHE_SCOPE_ALL                 0u
 #define CACHE_SCOPE_SESSION             1u
@@ -229,8 +247,18 @@ extern "C" {
  * filtered registry operation. Off by default: every decision already reaches the broker's audit log,
  * and the outcomes double the driver's messages for registry work; a site that wants them asks. */
 #define AGENTSH_CONFIG_FLAG_AUDIT_RESULTS       0x00000001u
-#define AGENTSH_CONFIG_FLAGS_VALID              0x00000001u
+/* DECISION_EVENTS: send MSG_DECISION_EVENT for every decision of a tracked process the driver makes
+ * without asking the client and that is not a plain allowed cache hit: a DENY repeated from the
+ * cache (or from an identical in-flight query) and every fail-mode answer. Without them those
+ * decisions have no audit record. At most AGENTSH_DECISION_EVENTS_PER_SECOND are queued a second;
+ * the next event queued carries the count of those left out (Suppressed). Events of fail-mode
+ * answers given while no client is connected are held (bounded by the notification queue) and sent
+ * to the next client. Off by default so that a client that does not know the message never gets it;
+ * the broker asks for them unless configured otherwise. */
+#define AGENTSH_CONFIG_FLAG_DECISION_EVENTS     0x00000002u
+#define AGENTSH_CONFIG_FLAGS_VALID              0x00000003u
 #define AGENTSH_CONFIG_DEFAULT_FLAGS            0u
+#define AGENTSH_DECISION_EVENTS_PER_SECOND      1000u
 
 /* ---------------------------------------------------------------------------------------------
  * Structures. All little-endian, naturally aligned, no implicit padding (asserted below).
@@ -307,6 +335,27 @@ typedef struct _AGENTSH_AUDIT_EVENT {
     AGENTSH_STRING Path;
     AGENTSH_STRING ValueName;
 } AGENTSH_AUDIT_EVENT, *PAGENTSH_AUDIT_EVENT;
+
+/* MSG_DECISION_EVENT (driver -> user, no reply), 88 bytes + strings. The three strings are those of
+ * the policy request of Kind, in its order: file Path, RenameDest, Volume; registry KeyPath,
+ * ValueName, NewName. */
+typedef struct _AGENTSH_DECISION_EVENT {
+    AGENTSH_MESSAGE_HEADER Header;
+    UINT64 SessionToken;
+    UINT32 ProcessId;
+    UINT32 ThreadId;
+    UINT32 Kind;                /* AGENTSH_KIND_FILE or AGENTSH_KIND_REGISTRY */
+    UINT32 Operation;           /* FILE_OP_* or REG_OP_* */
+    UINT32 Decision;            /* DECISION_ALLOW or DECISION_DENY: what was enforced */
+    UINT32 Source;              /* DECISION_SOURCE_* */
+    UINT32 Reason;              /* DECISION_REASON_* */
+    INT32 QueryStatus;          /* REASON_QUERY_FAILED / UNDECIDABLE: the NTSTATUS, else 0 */
+    UINT32 Suppressed;          /* decision events left out (rate limit, full queue) since the last one */
+    UINT32 Reserved;
+    AGENTSH_STRING Path;        /* file Path / registry KeyPath */
+    AGENTSH_STRING String1;     /* file RenameDest / registry ValueName */
+    AGENTSH_STRING String2;     /* file Volume / registry NewName */
+} AGENTSH_DECISION_EVENT, *PAGENTSH_DECISION_EVENT;
 
 /* MSG_POLICY_RESPONSE (user -> driver, after FILTER_REPLY_HEADER), 32 bytes */
 typedef struct _AGENTSH_POLICY_RESPONSE {
@@ -494,6 +543,22 @@ AGENTSH_ASSERT_OFFSET(AGENTSH_AUDIT_EVENT, Operation, 32);
 AGENTSH_ASSERT_OFFSET(AGENTSH_AUDIT_EVENT, Status, 36);
 AGENTSH_ASSERT_OFFSET(AGENTSH_AUDIT_EVENT, Path, 40);
 AGENTSH_ASSERT_OFFSET(AGENTSH_AUDIT_EVENT, ValueName, 48);
+
+AGENTSH_ASSERT_SIZE(AGENTSH_DECISION_EVENT, 88);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, SessionToken, 16);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, ProcessId, 24);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, ThreadId, 28);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, Kind, 32);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, Operation, 36);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, Decision, 40);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, Source, 44);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, Reason, 48);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, QueryStatus, 52);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, Suppressed, 56);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, Reserved, 60);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, Path, 64);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, String1, 72);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_EVENT, String2, 80);
 
 AGENTSH_ASSERT_SIZE(AGENTSH_POLICY_RESPONSE, 32);
 AGENTSH_ASSERT_OFFSET(AGENTSH_POLICY_RESPONSE, Decision, 16);

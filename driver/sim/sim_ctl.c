@@ -407,6 +407,7 @@ static void VerdictJson(JBUF *Out, const AGENTSH_VERDICT *v, uint64_t ns)
           (unsigned long long)(ns / 1000u), (unsigned long long)ns, (unsigned long long)v->SessionToken,
           v->Collapsed ? "true" : "false", v->RawDecision == DECISION_PENDING ? "true" : "false");
     if (v->QueryStatus != 0) JbFmt(Out, ",\"query_status\":\"0x%08X\"", (unsigned)v->QueryStatus);
+    if (v->Reported) JbFmt(Out, ",\"reported\":true"); /* a MSG_DECISION_EVENT was queued */
 }
 
 /* The three strings of a request (NULL when empty), the core's decision, the result's fields. */

@@ -264,7 +264,9 @@ static void test_config_validation_boundaries(void)
     msg.Flags = AGENTSH_CONFIG_FLAG_AUDIT_RESULTS;
     CHECK(Dispatch(&core, &msg, sizeof(msg)) == STATUS_SUCCESS);
     CHECK_EQ(core.Config.Flags, AGENTSH_CONFIG_FLAG_AUDIT_RESULTS);
-    msg.Flags = 2;                                                   /* an unknown flag */
+    msg.Flags = AGENTSH_CONFIG_FLAGS_VALID;
+    CHECK(Dispatch(&core, &msg, sizeof(msg)) == STATUS_SUCCESS);
+    msg.Flags = 4;                                                   /* an unknown flag */
     CHECK(Dispatch(&core, &msg, sizeof(msg)) == STATUS_INVALID_PARAMETER);
     msg.Flags = 0;
     msg.Header.Size = 44;
@@ -524,6 +526,158 @@ static void test_notifications(void)
     CoreTeardown(&core);
 }
 
+/* The last notification sent, as a decision event whose strings are checked against the rules. */
+static int LastDecisionEvent(FAKE_PORT *Port, AGENTSH_DECISION_EVENT *Ev, AGENTSH_USTR *Path, AGENTSH_USTR *S1)
+{
+    if (Port->LastType != MSG_DECISION_EVENT || Port->LastSize > sizeof(Port->LastMessage) ||
+        AgentshValidateMessage(Port->LastMessage, Port->LastSize, NULL) != STATUS_SUCCESS) {
+        return 0;
+    }
+    memcpy(Ev, Port->LastMessage, sizeof(*Ev));
+    *Path = AgentshMessageString(Port->LastMessage, &Ev->Path);
+    *S1 = AgentshMessageString(Port->LastMessage, &Ev->String1);
+    return 1;
+}
+
+static int UstrIs(AGENTSH_USTR S, const char *Ascii)
+{
+    AGENTSH_USTR e = U(Ascii);
+    return S.Length == e.Length && (S.Length == 0 || memcmp(S.Buffer, e.Buffer, 2u * S.Length) == 0);
+}
+
+static void test_decision_events(void)
+{
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    AGENTSH_VERDICT v;
+    AGENTSH_DECISION_EVENT ev;
+    AGENTSH_USTR path, s1;
+    UINT64 sent, dropped, failed;
+    UINT32 queued;
+    int i, reported = 0;
+    CoreSetup(&core, &port);
+    port.Decision = DECISION_DENY;
+    /* not asked for: a repeated deny sends nothing */
+    DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\secret", NULL);
+    v = DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\secret", NULL);
+    CHECK_EQ(v.Source, AGENTSH_SOURCE_CACHE);
+    CHECK_EQ(v.Reason, DECISION_REASON_CACHED);
+    CHECK_EQ(v.Reported, 0);
+    CHECK(AgentshCoreRunNotifications(&core, 1));
+    CHECK_EQ(port.Notifications, 0);
+
+    core.Config.Flags = AGENTSH_CONFIG_FLAG_DECISION_EVENTS;
+    /* the broker's own answer is audited by the broker: no event */
+    port.Decision = DECISION_DENY;
+    v = DecideFile(&core, 100, FILE_OP_RENAME, "\\Device\\HarddiskVolume3\\a", "\\Device\\HarddiskVolume3\\b");
+    CHECK_EQ(v.Source, AGENTSH_SOURCE_BROKER);
+    CHECK_EQ(v.Reported, 0);
+    /* the same deny from the cache: reported with the operation's strings */
+    v = DecideFile(&core, 100, FILE_OP_RENAME, "\\Device\\HarddiskVolume3\\a", "\\Device\\HarddiskVolume3\\b");
+    CHECK_EQ(v.Source, AGENTSH_SOURCE_CACHE);
+    CHECK_EQ(v.Reported, 1);
+    CHECK(AgentshCoreRunNotifications(&core, 1));
+    CHECK_EQ(port.Notifications, 1);
+    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK_EQ(ev.SessionToken, 7);
+    CHECK_EQ(ev.ProcessId, 100);
+    CHECK_EQ(ev.Kind, AGENTSH_KIND_FILE);
+    CHECK_EQ(ev.Operation, FILE_OP_RENAME);
+    CHECK_EQ(ev.Decision, DECISION_DENY);
+    CHECK_EQ(ev.Source, DECISION_SOURCE_CACHE);
+    CHECK_EQ(ev.Reason, DECISION_REASON_CACHED);
+    CHECK_EQ(ev.QueryStatus, 0);
+    CHECK_EQ(ev.Suppressed, 0);
+    CHECK(UstrIs(path, "\\Device\\HarddiskVolume3\\a"));
+    CHECK(UstrIs(s1, "\\Device\\HarddiskVolume3\\b"));
+    /* an allow from the cache is a plain cache hit: nothing */
+    port.Decision = DECISION_ALLOW;
+    DecideFile(&core, 100, FILE_OP_READ, "\\Device\\HarddiskVolume3\\ok", NULL);
+    v = DecideFile(&core, 100, FILE_OP_READ, "\\Device\\HarddiskVolume3\\ok", NULL);
+    CHECK_EQ(v.Source, AGENTSH_SOURCE_CACHE);
+    CHECK_EQ(v.Reported, 0);
+    /* a registry deny from the cache carries the value name */
+    port.Decision = DECISION_DENY;
+    DecideReg(&core, 100, REG_OP_SET_VALUE, "\\REGISTRY\\MACHINE\\SOFTWARE\\Run", "evil");
+    CHECK_EQ(DecideReg(&core, 104, REG_OP_SET_VALUE, "\\REGISTRY\\MACHINE\\SOFTWARE\\Run", "evil").Reported, 0);
+    CHECK(AgentshCoreProcessCreated(&core, 104, 100, 100, NULL));
+    v = DecideReg(&core, 104, REG_OP_SET_VALUE, "\\registry\\machine\\software\\run", "EVIL");
+    CHECK_EQ(v.Reported, 1);
+    CHECK(AgentshCoreRunNotifications(&core, 1));
+    CHECK_EQ(port.Notifications, 3); /* + PROCESS_CREATED */
+    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK_EQ(ev.ProcessId, 104);
+    CHECK_EQ(ev.Kind, AGENTSH_KIND_REGISTRY);
+    CHECK_EQ(ev.Operation, REG_OP_SET_VALUE);
+    CHECK(UstrIs(path, "\\registry\\machine\\software\\run"));
+    CHECK(UstrIs(s1, "EVIL"));
+    /* a failed query answered by the fail mode (closed): reported with the status */
+    CHECK(SendConfig(&core, FAIL_MODE_CLOSED, 100, 1, 4096, 5000, 3600000, 1000) == STATUS_SUCCESS);
+    CHECK_EQ(core.Config.Flags, 0); /* SendConfig sends Flags 0: asked again below */
+    core.Config.Flags = AGENTSH_CONFIG_FLAG_DECISION_EVENTS;
+    port.Mode = FAKE_TIMEOUT;
+    v = DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\t", NULL);
+    CHECK_EQ(v.Source, AGENTSH_SOURCE_FAILMODE);
+    CHECK_EQ(v.Reported, 1);
+    CHECK(AgentshCoreRunNotifications(&core, 1));
+    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK_EQ(ev.Source, DECISION_SOURCE_FAIL_MODE);
+    CHECK_EQ(ev.Reason, DECISION_REASON_QUERY_FAILED);
+    CHECK_EQ(ev.QueryStatus, STATUS_TIMEOUT);
+    CHECK_EQ(ev.Decision, DECISION_DENY);
+    /* FAILING (threshold 1): the next query is answered at once */
+    v = DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\u", NULL);
+    CHECK_EQ(v.Reason, DECISION_REASON_FAILING);
+    CHECK_EQ(v.Reported, 1);
+    CHECK(AgentshCoreRunNotifications(&core, 1));
+    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK_EQ(ev.Reason, DECISION_REASON_FAILING);
+    CHECK_EQ(ev.QueryStatus, 0);
+    CHECK(UstrIs(path, "\\Device\\HarddiskVolume3\\u"));
+    CHECK_EQ(port.Notifications, 5);
+    /* no client: held, then sent to the next client */
+    AgentshCoreClientDisconnected(&core);
+    v = DecideFile(&core, 100, FILE_OP_DELETE, "\\Device\\HarddiskVolume3\\while-down", NULL);
+    CHECK_EQ(v.Reason, DECISION_REASON_NO_CLIENT);
+    CHECK_EQ(v.Reported, 1);
+    CHECK(AgentshCoreRunNotifications(&core, 1));
+    CHECK_EQ(port.Notifications, 5);
+    AgentshCoreNotifyStats(&core, &sent, &dropped, &failed, &queued);
+    CHECK_EQ(queued, 1);
+    AgentshCoreClientConnected(&core, 2);
+    CHECK(AgentshCoreRunNotifications(&core, 1));
+    CHECK_EQ(port.Notifications, 6);
+    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK_EQ(ev.Reason, DECISION_REASON_NO_CLIENT);
+    CHECK_EQ(ev.Operation, FILE_OP_DELETE);
+    CHECK(UstrIs(path, "\\Device\\HarddiskVolume3\\while-down"));
+    /* rate limit: AGENTSH_DECISION_EVENTS_PER_SECOND in one second, the rest counted and carried */
+    port.Mode = FAKE_ANSWER;
+    port.Decision = DECISION_DENY;
+    DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\loop", NULL);
+    gFakeNow += 1000; /* a new window */
+    for (i = 0; i < (int)AGENTSH_DECISION_EVENTS_PER_SECOND + 7; i++) {
+        reported += (int)DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\loop", NULL).Reported;
+    }
+    CHECK_EQ(reported, AGENTSH_DECISION_EVENTS_PER_SECOND);
+    gFakeNow += 999;
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\loop", NULL).Reported, 0);
+    CHECK(AgentshCoreRunNotifications(&core, 1));
+    CHECK_EQ(port.Notifications, 6 + (int)AGENTSH_DECISION_EVENTS_PER_SECOND);
+    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK_EQ(ev.Suppressed, 0);
+    gFakeNow += 1;
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\loop", NULL).Reported, 1);
+    CHECK(AgentshCoreRunNotifications(&core, 1));
+    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK_EQ(ev.Suppressed, 8);
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\loop", NULL).Reported, 1);
+    CHECK(AgentshCoreRunNotifications(&core, 1));
+    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK_EQ(ev.Suppressed, 0);
+    CoreTeardown(&core);
+}
+
 static void test_alloc_failure_paths(void)
 {
     AGENTSH_CORE core;
@@ -556,5 +710,6 @@ const TEST_CASE gCoreTests[] = {
     { "dispatch_cache_update_ping_metrics", test_dispatch_cache_update_ping_metrics },
     { "notifications_process_audit", test_notifications },
     { "allocation_failure_paths", test_alloc_failure_paths },
+    { "decision_events_cache_failmode_held_rate_limited", test_decision_events },
     { NULL, NULL }
 };

@@ -59,6 +59,22 @@ static void test_validate_builders_roundtrip(void)
         CHECK_EQ(AgentshBuildPolicyRequest(&q, 7, 1, &m, &size), STATUS_SUCCESS);
         CHECK_EQ(AgentshValidateMessage(m, size, NULL), STATUS_SUCCESS);
         AgentshFreeMessage(m);
+        /* and so does the decision event reporting that request */
+        CHECK_EQ(AgentshBuildDecisionEvent(&q, 7, DECISION_DENY, DECISION_SOURCE_CACHE, DECISION_REASON_CACHED, 0, 3,
+                                           &m, &size), STATUS_SUCCESS);
+        CHECK_EQ(size, 88 + 3 * 2 * 32768);
+        CHECK_EQ(AgentshValidateMessage(m, size, &type), STATUS_SUCCESS);
+        CHECK_EQ(type, MSG_DECISION_EVENT);
+        AgentshFreeMessage(m);
+        /* a string of the event outside Size makes it malformed */
+        q.Strings[1] = q.Strings[2] = none;
+        q.Strings[0] = U16(big, 10);
+        CHECK_EQ(AgentshBuildDecisionEvent(&q, 7, DECISION_ALLOW, DECISION_SOURCE_FAIL_MODE,
+                                           DECISION_REASON_NO_CLIENT, 0, 0, &m, &size), STATUS_SUCCESS);
+        CHECK_EQ(size, 88 + 22);
+        CHECK_EQ(AgentshValidateMessage(m, size, NULL), STATUS_SUCCESS);
+        CHECK_EQ(AgentshValidateMessage(m, size - 2, NULL), STATUS_INVALID_PARAMETER);
+        AgentshFreeMessage(m);
     }
 }
 

@@ -1,7 +1,18 @@
 // One sample of every message type, with non-ASCII text, surrogate pairs, extreme integers and an
 // empty string, shared by the codec tests, the golden vectors and the fuzz seeds.
 import type { Message } from "./codec.js";
-import { CacheScope, Decision, ExcludeAction, FailMode, FileOp, Kind, MsgType, RegOp } from "./protocol.js";
+import {
+  CacheScope,
+  Decision,
+  DecisionEventSource,
+  DecisionReason,
+  ExcludeAction,
+  FailMode,
+  FileOp,
+  Kind,
+  MsgType,
+  RegOp,
+} from "./protocol.js";
 
 const MAX64 = (1n << 64n) - 1n;
 
@@ -64,6 +75,42 @@ export const SAMPLES: readonly Message[] = [
     status: -1073741790,
     path: "\\REGISTRY\\USER\\S-1-5-21-1-2-3-1001\\Software\\x",
     valueName: "v\u0000hidden",
+  },
+  {
+    type: MsgType.DECISION_EVENT,
+    requestId: 0n,
+    sessionToken: 99n,
+    processId: 2000,
+    threadId: 2004,
+    kind: Kind.FILE,
+    operation: FileOp.RENAME,
+    decision: Decision.DENY,
+    source: DecisionEventSource.CACHE,
+    reason: DecisionReason.CACHED,
+    queryStatus: 0,
+    suppressed: 12,
+    reserved: 0,
+    path: "\\Device\\HarddiskVolume3\\src\\a.c",
+    string1: "\\Device\\HarddiskVolume3\\Windows\\a.c",
+    string2: "\\Device\\HarddiskVolume3",
+  },
+  {
+    type: MsgType.DECISION_EVENT,
+    requestId: 0n,
+    sessionToken: 99n,
+    processId: 2000,
+    threadId: 0,
+    kind: Kind.REGISTRY,
+    operation: RegOp.SET_VALUE,
+    decision: Decision.ALLOW,
+    source: DecisionEventSource.FAIL_MODE,
+    reason: DecisionReason.QUERY_FAILED,
+    queryStatus: 0x102,
+    suppressed: 0,
+    reserved: 0,
+    path: "\\REGISTRY\\MACHINE\\SOFTWARE\\Run",
+    string1: "agent",
+    string2: "",
   },
   {
     type: MsgType.POLICY_RESPONSE,

@@ -26,6 +26,7 @@ export type RegistryRequest = Base<typeof MsgType.POLICY_CHECK_REGISTRY> & Field
 export type ProcessEvent = Base<typeof MsgType.PROCESS_CREATED | typeof MsgType.PROCESS_TERMINATED> &
   FieldsOf<L["processEvent"]>;
 export type AuditEvent = Base<typeof MsgType.AUDIT_EVENT> & FieldsOf<L["auditEvent"]>;
+export type DecisionEvent = Base<typeof MsgType.DECISION_EVENT> & FieldsOf<L["decisionEvent"]>;
 export type PolicyResponse = Base<typeof MsgType.POLICY_RESPONSE> & FieldsOf<L["policyResponse"]>;
 export type SessionRegister = Base<typeof MsgType.REGISTER_SESSION> & FieldsOf<L["sessionRegister"]>;
 export type SessionUnregister = Base<typeof MsgType.UNREGISTER_SESSION> & FieldsOf<L["sessionUnregister"]>;
@@ -47,6 +48,7 @@ export type Message =
   | RegistryRequest
   | ProcessEvent
   | AuditEvent
+  | DecisionEvent
   | PolicyResponse
   | SessionRegister
   | SessionUnregister

@@ -21,6 +21,7 @@ export const MsgType = {
   PROCESS_CREATED: 3,
   PROCESS_TERMINATED: 4,
   AUDIT_EVENT: 5,
+  DECISION_EVENT: 6,
   REGISTER_SESSION: 100,
   UNREGISTER_SESSION: 101,
   UPDATE_CACHE: 102,
@@ -53,12 +54,29 @@ export const CacheScope = { ALL: 0, SESSION: 1, PATH_PREFIX: 2 } as const;
 export const ExcludeAction = { ADD: 0, REMOVE: 1, REPLACE: 2 } as const;
 export const FailState = { NORMAL: 0, FAILING: 1 } as const;
 export const Ttl = { NO_CACHE: 0, DEFAULT: 0xffffffff } as const;
+/** AGENTSH_DECISION_EVENT.Source: how the driver decided without asking. */
+export const DecisionEventSource = { CACHE: 1, FAIL_MODE: 2 } as const;
+/** AGENTSH_DECISION_EVENT.Reason. */
+export const DecisionReason = {
+  CACHED: 1,
+  COLLAPSED: 2,
+  NO_CLIENT: 3,
+  FAILING: 4,
+  QUERY_FAILED: 5,
+  WAIT_TIMEOUT: 6,
+  UNDECIDABLE: 7,
+} as const;
+/** Decision events the driver queues a second at most (AGENTSH_DECISION_EVENTS_PER_SECOND). */
+export const DECISION_EVENTS_PER_SECOND = 1000;
 
 /** The seeds' ranges and defaults (plus CacheMaxTTLMs and ProbeIntervalMs). */
 /** AGENTSH_CONFIG.Flags. */
 export const ConfigFlag = {
   /** MSG_AUDIT_EVENT with the outcome of every filtered registry operation (off by default). */
   AUDIT_RESULTS: 0x1,
+  /** MSG_DECISION_EVENT for every decision the driver makes alone that is not a plain allowed cache
+   * hit (a deny from its cache, every fail-mode answer): without them these have no audit record. */
+  DECISION_EVENTS: 0x2,
 } as const;
 
 export const ConfigLimits = {
@@ -110,9 +128,13 @@ export const C_CONSTANTS: Record<string, number> = {
   AGENTSH_CONFIG_PROBE_MAX_MS: ConfigLimits.ProbeIntervalMs.max,
   AGENTSH_CONFIG_PROBE_DEFAULT_MS: ConfigLimits.ProbeIntervalMs.default,
   AGENTSH_CONFIG_DEFAULT_FAIL_MODE: FailMode.OPEN,
-  AGENTSH_CONFIG_FLAG_AUDIT_RESULTS: 0x1,
-  AGENTSH_CONFIG_FLAGS_VALID: 0x1,
+  AGENTSH_CONFIG_FLAG_AUDIT_RESULTS: ConfigFlag.AUDIT_RESULTS,
+  AGENTSH_CONFIG_FLAG_DECISION_EVENTS: ConfigFlag.DECISION_EVENTS,
+  AGENTSH_CONFIG_FLAGS_VALID: ConfigFlag.AUDIT_RESULTS | ConfigFlag.DECISION_EVENTS,
   AGENTSH_CONFIG_DEFAULT_FLAGS: 0,
+  AGENTSH_DECISION_EVENTS_PER_SECOND: DECISION_EVENTS_PER_SECOND,
+  ...prefixed("DECISION_SOURCE_", DecisionEventSource),
+  ...prefixed("DECISION_REASON_", DecisionReason),
 };
 
 function prefixed(prefix: string, table: Record<string, number>): Record<string, number> {
@@ -233,6 +255,23 @@ export const Layouts = {
     ["Path", "string"],
     ["ValueName", "string"],
   ]),
+  decisionEvent: struct("AGENTSH_DECISION_EVENT", [
+    H,
+    ["SessionToken", "u64"],
+    ["ProcessId", "u32"],
+    ["ThreadId", "u32"],
+    ["Kind", "u32"],
+    ["Operation", "u32"],
+    ["Decision", "u32"],
+    ["Source", "u32"],
+    ["Reason", "u32"],
+    ["QueryStatus", "i32"],
+    ["Suppressed", "u32"],
+    ["Reserved", "u32"],
+    ["Path", "string"],
+    ["String1", "string"],
+    ["String2", "string"],
+  ]),
   policyResponse: struct("AGENTSH_POLICY_RESPONSE", [
     H,
     ["Decision", "u32"],
@@ -322,6 +361,7 @@ export const LAYOUT_OF_TYPE: Record<MsgType, StructLayout> = {
   [MsgType.PROCESS_CREATED]: Layouts.processEvent,
   [MsgType.PROCESS_TERMINATED]: Layouts.processEvent,
   [MsgType.AUDIT_EVENT]: Layouts.auditEvent,
+  [MsgType.DECISION_EVENT]: Layouts.decisionEvent,
   [MsgType.REGISTER_SESSION]: Layouts.sessionRegister,
   [MsgType.UNREGISTER_SESSION]: Layouts.sessionUnregister,
   [MsgType.UPDATE_CACHE]: Layouts.cacheUpdate,
