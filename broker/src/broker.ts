@@ -17,6 +17,10 @@ import { VolumeMap } from "./volumes.js";
 
 export interface BrokerHooks {
   onDecision?: (rec: DecisionRecord) => void;
+  /** A decision the driver made alone and reported (config driver.decision_events): a denial
+   * repeated from its cache, or a fail-mode answer. Not counted again in the metrics: the driver's
+   * counters already hold it. */
+  onDriverDecision?: (rec: DecisionRecord) => void;
   onPolicyVersion?: (ev: WatchPolicyResponse) => void;
   onEvent?: (ev: DriverEvent) => void;
   log?: (line: string) => void;
@@ -93,6 +97,8 @@ export class Broker {
       budgetMs: config.server.budgetMs,
       host: config.host,
       currentPolicyVersion: () => this.policyVersion,
+      cachedDenies: config.driver.cacheMaxEntries,
+      driverFailMode: config.driver.failMode,
       onDecision: (rec) => {
         if (rec.source === "server" && rec.response.policyVersion && this.answeredVersions.size < 16) {
           this.answeredVersions.add(rec.response.policyVersion);
@@ -182,6 +188,12 @@ export class Broker {
     } else if (ev.type === MsgType.PROCESS_TERMINATED) {
       const n = (this.processCounts.get(ev.sessionToken) ?? 1) - 1;
       this.processCounts.set(ev.sessionToken, Math.max(0, n));
+    } else if (ev.type === MsgType.DECISION_EVENT) {
+      const rec = this.decider.driverDecision(ev);
+      if (rec) {
+        this.telemetry.driverDecisionReported(ev.suppressed);
+        this.hooks.onDriverDecision?.(rec);
+      }
     }
     this.hooks.onEvent?.(ev);
   }

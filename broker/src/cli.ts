@@ -149,9 +149,11 @@ async function run(cfg: ReturnType<typeof loadConfig>): Promise<void> {
   const telemetry = await startTelemetry("agentsh-broker", { host: cfg.host });
   const logger = createLogger({ service: "agentsh-broker" });
   const log = (line: string) => logger.info(line);
+  const audit = auditHook(logger);
   const broker = new Broker(cfg, {
     log,
-    onDecision: auditHook(logger),
+    onDecision: audit,
+    onDriverDecision: audit,
     ...(cfg.driver.auditResults ? { onEvent: resultHook(logger) } : {}),
   });
   if (telemetry.scrapeUrl) log(`metrics on ${telemetry.scrapeUrl}`);

@@ -31,9 +31,12 @@ describe("broker config", () => {
       failMode: 0,
       policyQueryTimeoutMs: 5000,
       cacheMaxEntries: 4096,
-      flags: 0, // registry outcomes are not reported unless asked for
+      // the driver reports the decisions it makes alone (DECISION_EVENTS); registry outcomes only
+      // when asked for
+      flags: 2,
     });
-    expect(driverConfigOf(loadConfig(undefined, { AGENTSH_DRIVER_AUDIT_RESULTS: "true" })).flags).toBe(1);
+    expect(driverConfigOf(loadConfig(undefined, { AGENTSH_DRIVER_AUDIT_RESULTS: "true" })).flags).toBe(3);
+    expect(driverConfigOf(loadConfig(undefined, { AGENTSH_DRIVER_DECISION_EVENTS: "false" })).flags).toBe(0);
     expect(() => loadConfig(undefined, { AGENTSH_DRIVER_AUDIT_RESULTS: "maybe" })).toThrow(
       /driver\.audit_results.*must be true or false/s,
     );

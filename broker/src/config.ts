@@ -164,6 +164,12 @@ export const KEYS: readonly KeySpec[] = [
     help: "the driver also reports the outcome of every registry operation (logged as audit records)",
   },
   {
+    path: "driver.decision_events",
+    kind: "bool",
+    def: true,
+    help: "the driver reports the decisions it makes alone (denials repeated from its cache, fail-mode answers) so each gets an audit record",
+  },
+  {
     path: "api.socket",
     kind: "string",
     def: DEFAULT_SOCKET,
@@ -214,6 +220,7 @@ export interface BrokerConfig {
     cacheMaxTtlMs: number;
     probeIntervalMs: number;
     auditResults: boolean;
+    decisionEvents: boolean;
   };
   api: { socket: string };
   stateFile: string;
@@ -316,7 +323,8 @@ export function driverConfigOf(cfg: BrokerConfig) {
     cacheDefaultTTLMs: d.cacheDefaultTtlMs,
     cacheMaxTTLMs: d.cacheMaxTtlMs,
     probeIntervalMs: d.probeIntervalMs,
-    flags: d.auditResults ? ConfigFlag.AUDIT_RESULTS : 0,
+    flags:
+      (d.auditResults ? ConfigFlag.AUDIT_RESULTS : 0) | (d.decisionEvents ? ConfigFlag.DECISION_EVENTS : 0),
   };
 }
 

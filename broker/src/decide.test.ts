@@ -1,9 +1,9 @@
-import { CheckRequestSchema, Kind, Operation } from "@agentsh/proto";
+import { CheckRequestSchema, CheckResponseSchema, Decision, Kind, Operation } from "@agentsh/proto";
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { Decider } from "./decide.js";
-import type { FileRequest } from "./port/codec.js";
-import { FileOp, MsgType, RegOp } from "./port/protocol.js";
+import type { DecisionEvent, FileRequest } from "./port/codec.js";
+import { DecisionEventSource, DecisionReason, FileOp, MsgType, RegOp } from "./port/protocol.js";
 import type { Relay } from "./relay/relay.js";
 import { SessionStore } from "./session/session-store.js";
 import { VolumeMap } from "./volumes.js";
@@ -105,5 +105,99 @@ describe("decider: driver request -> policy check", () => {
         valueType: 1,
       }),
     );
+  });
+});
+
+describe("decider: the driver's reports of decisions it made alone", () => {
+  const deny = (rule: string) =>
+    create(CheckResponseSchema, {
+      decision: Decision.DENY,
+      rule,
+      policyVersion: "v9",
+      mitreTechnique: "T1552",
+      cacheTtlMs: 30_000,
+    });
+  let next = deny("r0");
+  let announced = "v9";
+  const d = new Decider({
+    relay: { check: async () => ({ response: next, source: "server", attempts: 1 }) } as unknown as Relay,
+    sessions: new SessionStore(),
+    volumes,
+    budgetMs: 100,
+    host: "h",
+    cachedDenies: 2,
+    driverFailMode: "closed",
+    currentPolicyVersion: () => announced,
+  });
+  const event = (path: string, over: Partial<DecisionEvent> = {}): DecisionEvent => ({
+    type: MsgType.DECISION_EVENT,
+    requestId: 0n,
+    sessionToken: 7n,
+    processId: 10,
+    threadId: 11,
+    kind: Kind.FILE,
+    operation: FileOp.WRITE,
+    decision: 1,
+    source: DecisionEventSource.CACHE,
+    reason: DecisionReason.CACHED,
+    queryStatus: 0,
+    suppressed: 0,
+    reserved: 0,
+    path,
+    string1: "",
+    string2: "\\Device\\HarddiskVolume3",
+    ...over,
+  });
+
+  it("a cached denial names the rule and version of the denial the driver cached (as the driver folds case)", async () => {
+    next = deny("secrets");
+    await d.answer(file("\\Device\\HarddiskVolume3\\w\\id_rsa"));
+    const rec = d.driverDecision(event("\\DEVICE\\HARDDISKVOLUME3\\W\\ID_RSA", { suppressed: 4 }))!;
+    expect(rec).toMatchObject({
+      source: "driver_cache",
+      check: { path: "C:\\W\\ID_RSA", operation: Operation.WRITE, pid: 10 },
+      response: { decision: Decision.DENY, rule: "secrets", policyVersion: "v9", mitreTechnique: "T1552" },
+      reply: { decision: 1 },
+      suppressed: 4,
+    });
+    expect(rec.reason).toMatch(/driver's cache/);
+    // another operation on the same path was never denied by the broker: no rule to name
+    expect(
+      d.driverDecision(event("\\Device\\HarddiskVolume3\\w\\id_rsa", { operation: FileOp.READ }))!.response,
+    ).toMatchObject({ rule: "", policyVersion: "v9" });
+  });
+
+  it("remembers as many denials as the driver can cache, the oldest forgotten first", async () => {
+    for (const n of ["a", "b", "c"]) {
+      next = deny(`rule-${n}`);
+      await d.answer(file(`\\Device\\HarddiskVolume3\\${n}`));
+    }
+    const rule = (n: string) => d.driverDecision(event(`\\Device\\HarddiskVolume3\\${n}`))!.response.rule;
+    expect([rule("a"), rule("b"), rule("c")]).toEqual(["", "rule-b", "rule-c"]);
+  });
+
+  it("a fail-mode answer: the driver's fail mode as the rule, the failed query's status in the reason", () => {
+    announced = "v10";
+    const rec = d.driverDecision(
+      event("\\REGISTRY\\MACHINE\\SOFTWARE\\Run", {
+        kind: Kind.REGISTRY,
+        operation: RegOp.SET_VALUE,
+        source: DecisionEventSource.FAIL_MODE,
+        reason: DecisionReason.QUERY_FAILED,
+        queryStatus: 0x102,
+        string1: "agent",
+        string2: "",
+      }),
+    )!;
+    expect(rec).toMatchObject({
+      source: "driver_fail_mode",
+      check: { kind: Kind.REGISTRY, operation: Operation.WRITE, valueName: "agent" },
+      response: { rule: "fail-mode:closed", policyVersion: "v10" },
+    });
+    expect(rec.reason).toBe("the driver's query failed (NTSTATUS 0x00000102)");
+  });
+
+  it("an event naming no file or registry operation gives no record", () => {
+    expect(d.driverDecision(event("x", { kind: 0 }))).toBeNull();
   });
 });

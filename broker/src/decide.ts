@@ -6,15 +6,25 @@
 import {
   type CheckRequest,
   type CheckResponse,
+  CheckResponseSchema,
   Decision,
   Kind,
   Operation,
   type SessionContext,
 } from "@agentsh/proto";
+import { create } from "@bufbuild/protobuf";
 import type { Span } from "@opentelemetry/api";
+import type { DecisionEvent } from "./port/codec.js";
 import type { DriverRequest, ReplyFields } from "./port/port-client.js";
 import { replyFor } from "./port/port-client.js";
-import { FileOp, MsgType, RegOp } from "./port/protocol.js";
+import {
+  DecisionEventSource,
+  DecisionReason,
+  Kind as DriverKind,
+  FileOp,
+  MsgType,
+  RegOp,
+} from "./port/protocol.js";
 import type { DecisionSource, Relay } from "./relay/relay.js";
 import type { Session, SessionStore } from "./session/session-store.js";
 import { decisionDone, decisionStarted } from "./telemetry-decision.js";
@@ -44,11 +54,24 @@ const REG_OPS: Record<number, Operation> = {
 /** A path still named by its device (no drive letter for it): \Device\HarddiskVolume9\... */
 const DEVICE_PATH = /^\\device\\/i;
 
+/** Decisions the driver made alone and reported (MSG_DECISION_EVENT). */
+export type DriverDecisionSource = "driver_cache" | "driver_fail_mode";
+
+const REASONS: Record<number, string> = {
+  [DecisionReason.CACHED]: "denied from the driver's cache",
+  [DecisionReason.COLLAPSED]: "the answer of an identical query in flight",
+  [DecisionReason.NO_CLIENT]: "no broker connected to the driver",
+  [DecisionReason.FAILING]: "the driver is failing (broker unreachable), not the probe",
+  [DecisionReason.QUERY_FAILED]: "the driver's query failed",
+  [DecisionReason.WAIT_TIMEOUT]: "an identical query in flight did not answer in time",
+  [DecisionReason.UNDECIDABLE]: "the driver could not build the query",
+};
+
 export interface DecisionRecord {
   request: DriverRequest;
   check: CheckRequest;
   response: CheckResponse;
-  source: DecisionSource;
+  source: DecisionSource | DriverDecisionSource;
   reason?: string | undefined;
   reply: ReplyFields;
   latencyMs: number;
@@ -57,6 +80,16 @@ export interface DecisionRecord {
   approval?: "approved" | "denied" | "timed_out" | undefined;
   /** The decision's trace span (ended; non-recording when tracing is off). */
   span?: Span | undefined;
+  /** A decision the driver made alone: how many like it it left out before this one (rate limit). */
+  suppressed?: number | undefined;
+}
+
+/** What the broker remembers of a denial it let the driver cache: the driver's report of a repeat
+ * names only the operation, so the rule and version come from here. */
+interface CachedDeny {
+  rule: string;
+  policyVersion: string;
+  mitreTechnique: string;
 }
 
 export interface DeciderOptions {
@@ -69,10 +102,115 @@ export interface DeciderOptions {
   /** The policy version the broker last saw announced ("" before the first announcement). */
   currentPolicyVersion?: () => string;
   onDecision?: (rec: DecisionRecord) => void;
+  /** How many denials to remember for the driver's reports of repeats (its cache's capacity). */
+  cachedDenies?: number;
+  /** The driver's fail mode (the rule of its fail-mode answers). */
+  driverFailMode?: "open" | "closed";
+}
+
+/** The key of a driver cache entry (session, kind, driver operation, strings folded as it folds). */
+function driverKey(token: bigint, kind: number, op: number, a: string, b: string, c: string): string {
+  return `${token}|${kind}|${op}|${a.toUpperCase()}|${b.toUpperCase()}|${c.toUpperCase()}`;
 }
 
 export class Decider {
+  private readonly cachedDenies = new Map<string, CachedDeny>();
+
   constructor(private readonly opts: DeciderOptions) {}
+
+  private keyOf(req: DriverRequest): string {
+    return req.type === MsgType.POLICY_CHECK_FILE
+      ? driverKey(req.sessionToken, DriverKind.FILE, req.operation, req.path, req.renameDest, "")
+      : driverKey(
+          req.sessionToken,
+          DriverKind.REGISTRY,
+          req.operation,
+          req.keyPath,
+          req.newName,
+          req.valueName,
+        );
+  }
+
+  private rememberDeny(req: DriverRequest, res: CheckResponse): void {
+    const key = this.keyOf(req);
+    this.cachedDenies.delete(key); // re-inserted as the newest
+    if (this.cachedDenies.size >= (this.opts.cachedDenies ?? 4096)) {
+      const oldest = this.cachedDenies.keys().next();
+      if (!oldest.done) this.cachedDenies.delete(oldest.value);
+    }
+    this.cachedDenies.set(key, {
+      rule: res.rule,
+      policyVersion: res.policyVersion,
+      mitreTechnique: res.mitreTechnique,
+    });
+  }
+
+  /**
+   * The record of a decision the driver made alone (MSG_DECISION_EVENT): a denial repeated from its
+   * cache (with the rule and version of the denial the broker let it cache) or a fail-mode answer.
+   * `null` for an event that names no file or registry operation.
+   */
+  driverDecision(ev: DecisionEvent): DecisionRecord | null {
+    let request: DriverRequest;
+    if (ev.kind === DriverKind.FILE) {
+      request = {
+        type: MsgType.POLICY_CHECK_FILE,
+        requestId: 0n,
+        sessionToken: ev.sessionToken,
+        processId: ev.processId,
+        threadId: ev.threadId,
+        operation: ev.operation,
+        createDisposition: 0,
+        desiredAccess: 0,
+        flags: 0,
+        path: ev.path,
+        renameDest: ev.string1,
+        volume: ev.string2,
+      };
+    } else if (ev.kind === DriverKind.REGISTRY) {
+      request = {
+        type: MsgType.POLICY_CHECK_REGISTRY,
+        requestId: 0n,
+        sessionToken: ev.sessionToken,
+        processId: ev.processId,
+        threadId: ev.threadId,
+        operation: ev.operation,
+        valueType: 0,
+        dataSize: 0,
+        reserved: 0,
+        keyPath: ev.path,
+        valueName: ev.string1,
+        newName: ev.string2,
+      };
+    } else return null;
+    const session = this.opts.sessions.get(ev.sessionToken);
+    const failMode = ev.source === DecisionEventSource.FAIL_MODE;
+    const known = failMode ? undefined : this.cachedDenies.get(this.keyOf(request));
+    const deny = ev.decision !== 0;
+    let reason = REASONS[ev.reason] ?? `reason ${ev.reason}`;
+    if (ev.queryStatus !== 0)
+      reason += ` (NTSTATUS 0x${(ev.queryStatus >>> 0).toString(16).padStart(8, "0")})`;
+    const response = create(CheckResponseSchema, {
+      decision: deny ? Decision.DENY : Decision.ALLOW,
+      rule: failMode
+        ? `fail-mode:${this.opts.driverFailMode ?? (deny ? "closed" : "open")}`
+        : (known?.rule ?? ""),
+      message: reason,
+      policyVersion: known?.policyVersion ?? this.opts.currentPolicyVersion?.() ?? "",
+      mitreTechnique: known?.mitreTechnique ?? "",
+    });
+    return {
+      request,
+      check: this.toCheck(request, session),
+      response,
+      source: failMode ? "driver_fail_mode" : "driver_cache",
+      reason,
+      reply: replyFor(!deny, 0),
+      latencyMs: 0,
+      session,
+      suppressed: ev.suppressed,
+    };
+  }
 
   /** The check for a driver request: every field of the message written out (what create() would
    * produce; create() reflects on the schema at every call, this is one object literal). */
@@ -172,6 +310,8 @@ export class Decider {
       default:
         // DENY, REDIRECT (the driver cannot redirect yet: the operation is refused), UNSPECIFIED.
         reply = replyFor(false, d.response.decision === Decision.DENY ? d.response.cacheTtlMs : 0);
+        // The driver reports the repeats it answers from its cache: their record names this rule.
+        if (reply.cacheTTLMs !== 0) this.rememberDeny(req, d.response);
     }
     if (session) {
       const c = session.counters;

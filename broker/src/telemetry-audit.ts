@@ -1,6 +1,8 @@
 // The audit record of every decision that is not a plain allowed server answer: deny, approve, audit,
-// redirect, fail mode, stale (plain allowed cache hits never reach the broker: the driver answers
-// them). Session, pid, operation, path, rule, policy version, latency, trace and span ids.
+// redirect, fail mode, stale, and the decisions the driver made alone that it reports (denials from
+// its cache, its fail-mode answers: source driver_cache / driver_fail_mode; plain allowed cache hits
+// are never reported). Session, pid, operation, path, rule, policy version, latency, trace and span
+// ids; `suppressed` on a driver report counts the reports its rate limit left out before it.
 //
 // Nearly every uncached decision is audited, so the record is written by a fixed-shape writer
 // (telemetry/log.ts recordWriter: the JSON line pino would write, built from precomputed keys, and
@@ -32,6 +34,7 @@ export const AUDIT_FIELDS = [
   "approval",
   "reason",
   "latency_ms",
+  "suppressed",
 ] as const;
 
 /** True when a decision needs an audit record. */
@@ -59,7 +62,9 @@ export function auditValues(rec: DecisionRecord, v: FieldValue[]): FieldValue[] 
   v[14] = response.mitreTechnique || undefined;
   v[15] = rec.approval;
   v[16] = rec.reason;
-  v[17] = Math.round(rec.latencyMs * 1000) / 1000;
+  // The driver's own decisions take microseconds and are not timed; a report may stand for more.
+  v[17] = rec.source.startsWith("driver_") ? undefined : Math.round(rec.latencyMs * 1000) / 1000;
+  v[18] = rec.suppressed || undefined;
   return v;
 }
 

@@ -57,6 +57,13 @@ export class BrokerTelemetry implements BrokerSource {
     return this.metrics;
   }
 
+  /** A decision the driver made alone reached the broker; `suppressed` more were left out before it. */
+  driverDecisionReported(suppressed: number): void {
+    const c = brokerInstruments().driverReports;
+    c.add(1, { outcome: "reported" });
+    if (suppressed > 0) c.add(suppressed, { outcome: "suppressed" });
+  }
+
   breakerChanged(state: BreakerState): void {
     brokerInstruments().breakerTransitions.add(1, { state });
   }

@@ -54,6 +54,7 @@ export interface BrokerInstruments {
   approvals: Counter;
   approvalsPending: UpDownCounter;
   breakerTransitions: Counter;
+  driverReports: Counter;
 }
 
 const sources = new Set<BrokerSource>();
@@ -207,11 +208,17 @@ function create(meter: Meter, observe: boolean): BrokerInstruments {
       description: "Circuit breaker transitions of the broker -> policy server hop, by new state",
       unit: "{transition}",
     }),
+    driverReports: meter.createCounter("agentsh.driver.decision_reports", {
+      description:
+        "Decisions the driver made alone that need an audit record (denials from its cache, fail-mode answers), by outcome: reported (the broker got it) or suppressed (left out by the driver's rate limit or a full queue)",
+      unit: "{decision}",
+    }),
   };
   if (!observe) return i;
   // Series that must exist before anything happens (alerts and panels query them).
   for (const outcome of ["approved", "denied", "timed_out"]) i.approvals.add(0, { outcome });
   for (const state of ["open", "closed"]) i.breakerTransitions.add(0, { state });
+  for (const outcome of ["reported", "suppressed"]) i.driverReports.add(0, { outcome });
   i.approvalsPending.add(0);
   meter
     .createObservableCounter("agentsh.decisions", {

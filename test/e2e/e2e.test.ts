@@ -1,10 +1,14 @@
 // End to end: real simulator (the driver's C core behind the emulated filter port), real broker
 // (koffi -> libfltsim, grpc-js), real policy servers (connect-node), real policy engine.
 
-import { ApprovalService, Decision } from "@agentsh/proto";
+import { Writable } from "node:stream";
+import { ApprovalService, Decision, Operation } from "@agentsh/proto";
+import { createLogger } from "@agentsh/telemetry";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
+import type { DecisionRecord } from "../../broker/src/decide.js";
+import { auditHook } from "../../broker/src/telemetry-audit.js";
 import { type Stack, sleep, startStack } from "./harness.js";
 
 const POLICY = (secretDecision = "deny") => `
@@ -192,6 +196,84 @@ describe("end to end: simulator -> broker -> policy server", () => {
     const m = await ctl.metrics();
     expect(m.metrics.FailModeDecisions).toBeGreaterThan(0);
     expect(m.metrics.FailState).toBe(0);
+  });
+
+  it("decisions the driver makes alone get audit records: cached denials name their rule, fail-mode answers reach the next broker", async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _e, cb) {
+        lines.push(...String(chunk).split("\n").filter(Boolean));
+        cb();
+      },
+    });
+    const audit = auditHook(createLogger({ service: "agentsh-broker", destination: sink as never }));
+    const recs: DecisionRecord[] = [];
+    stack = await startStack({
+      policy: POLICY(),
+      env: { AGENTSH_DRIVER_FAIL_MODE: "closed" },
+      hooks: {
+        onDriverDecision: (r) => {
+          recs.push(r);
+          audit(r);
+        },
+      },
+    });
+    const ctl = await withSession(stack);
+    const key = "C:\\Users\\dev\\.ssh\\id_rsa";
+    expect(await ctl.file(ROOT, "read", key)).toMatchObject({ result: "deny", source: "broker" });
+    for (let i = 0; i < 3; i++)
+      expect(await ctl.file(ROOT, "read", key)).toMatchObject({
+        result: "deny",
+        source: "cache",
+        reported: true,
+      });
+    // A plain allowed cache hit is not reported.
+    await ctl.file(ROOT, "write", "C:\\work\\repo\\a.c");
+    const hit = await ctl.file(ROOT, "write", "C:\\work\\repo\\a.c");
+    expect(hit).toMatchObject({ result: "allow", source: "cache" });
+    expect(hit.reported).toBeUndefined();
+    await expect.poll(() => recs.length).toBe(3);
+    const version = stack.broker.policyVersion;
+    expect(version).not.toBe("");
+    expect(recs[0]).toMatchObject({
+      source: "driver_cache",
+      check: { path: key, operation: Operation.READ, pid: ROOT },
+      response: { decision: Decision.DENY, rule: "secrets", policyVersion: version },
+      reply: { decision: 1 },
+      session: { agent: "e2e" },
+    });
+    const line = JSON.parse(lines[0]!);
+    expect(line).toMatchObject({
+      audit: true,
+      session: "77",
+      agent: "e2e",
+      pid: ROOT,
+      kind: "file",
+      operation: "read",
+      path: key,
+      decision: "deny",
+      enforced: "deny",
+      source: "driver_cache",
+      rule: "secrets",
+      policy_version: version,
+    });
+    expect(line.latency_ms).toBeUndefined();
+    // No broker: the driver answers by its fail mode (closed) and holds the reports for the next one.
+    await stack.stopBroker();
+    expect(await ctl.file(ROOT, "write", "C:\\work\\repo\\offline.c")).toMatchObject({
+      result: "deny",
+      source: "failmode",
+      reported: true,
+    });
+    await stack.startBroker();
+    await expect.poll(() => recs.length, { timeout: 5000 }).toBe(4);
+    expect(recs[3]).toMatchObject({
+      source: "driver_fail_mode",
+      check: { path: "C:\\work\\repo\\offline.c", operation: Operation.WRITE },
+      response: { decision: Decision.DENY, rule: "fail-mode:closed" },
+      reason: expect.stringMatching(/no broker connected/),
+    });
+    expect(JSON.parse(lines[3]!)).toMatchObject({ source: "driver_fail_mode", enforced: "deny" });
   });
 
   it("approval: the broker holds the request while a human decides; never cached; no answer in time means deny", async () => {

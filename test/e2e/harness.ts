@@ -139,6 +139,8 @@ export interface OpResult {
   session: string;
   collapsed: boolean;
   pending: boolean;
+  /** The driver queued a MSG_DECISION_EVENT for this decision (it decided alone). */
+  reported?: true;
   error?: string;
 }
 

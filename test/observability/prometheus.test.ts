@@ -135,7 +135,7 @@ beforeAll(async () => {
       OTEL_SERVICE_NAME: "agentsh-policy-server",
     }),
     env: { AGENTSH_HOST: HOST },
-    hooks: { onDecision: auditHook(logger) },
+    hooks: { onDecision: auditHook(logger), onDriverDecision: auditHook(logger) },
   });
   stack.broker.registerSession({
     token: 70n,
@@ -284,7 +284,7 @@ describe("observability against a real Prometheus", () => {
       }
   });
 
-  it("writes an audit record for every decision that is not a plain allowed server answer", () => {
+  it("writes an audit record for every decision that is not a plain allowed server answer", async () => {
     const deny = audit.find((a) => a.rule === "secrets");
     expect(deny).toMatchObject({
       audit: true,
@@ -303,6 +303,13 @@ describe("observability against a real Prometheus", () => {
     expect(audit.some((a) => a.decision === "audit" && a.enforced === "allow")).toBe(true);
     expect(audit.some((a) => a.rule === "run-keys" && a.kind === "registry")).toBe(true);
     expect(audit.every((a) => !(a.decision === "allow" && a.source === "server"))).toBe(true);
+    // A denial the driver repeats from its cache has its own record, naming the rule it cached.
+    const key = "C:\\Users\\dev\\.ssh\\known_hosts";
+    await stack!.sim.ctl.file(701, "read", key);
+    expect(await stack!.sim.ctl.file(701, "read", key)).toMatchObject({ source: "cache", reported: true });
+    await expect
+      .poll(() => audit.find((a) => a.source === "driver_cache" && a.path === key))
+      .toMatchObject({ rule: "secrets", decision: "deny", enforced: "deny", pid: 701, session: "70" });
   });
 
   it("a refused policy reload fires AgentshPolicyReloadFailed", async () => {

@@ -7,6 +7,7 @@
 import { EventEmitter } from "node:events";
 import {
   type AuditEvent,
+  type DecisionEvent,
   decodeMessage,
   decodePortMessage,
   encodeMessage,
@@ -36,7 +37,7 @@ import {
 
 export type DriverConfig = Omit<SetConfig, "type" | "requestId">;
 export type DriverRequest = FileRequest | RegistryRequest;
-export type DriverEvent = ProcessEvent | AuditEvent;
+export type DriverEvent = ProcessEvent | AuditEvent | DecisionEvent;
 
 export interface ReplyFields {
   decision: number;
@@ -272,7 +273,8 @@ export class PortClient extends EventEmitter {
     } else if (
       message.type === MsgType.PROCESS_CREATED ||
       message.type === MsgType.PROCESS_TERMINATED ||
-      message.type === MsgType.AUDIT_EVENT
+      message.type === MsgType.AUDIT_EVENT ||
+      message.type === MsgType.DECISION_EVENT
     ) {
       this.opts.onEvent?.(message);
     } else {
