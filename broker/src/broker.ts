@@ -98,7 +98,6 @@ export class Broker {
       host: config.host,
       currentPolicyVersion: () => this.policyVersion,
       cachedDenies: config.driver.cacheMaxEntries,
-      driverFailMode: config.driver.failMode,
       onDecision: (rec) => {
         if (rec.source === "server" && rec.response.policyVersion && this.answeredVersions.size < 16) {
           this.answeredVersions.add(rec.response.policyVersion);
@@ -188,7 +187,8 @@ export class Broker {
     } else if (ev.type === MsgType.PROCESS_TERMINATED) {
       const n = (this.processCounts.get(ev.sessionToken) ?? 1) - 1;
       this.processCounts.set(ev.sessionToken, Math.max(0, n));
-    } else if (ev.type === MsgType.DECISION_EVENT) {
+    } else if (ev.type === MsgType.DECISION_EVENT && this.config.driver.decisionEvents) {
+      // (the driver holds reports for the next broker: one that did not ask for them ignores them)
       const rec = this.decider.driverDecision(ev);
       if (rec) {
         this.telemetry.driverDecisionReported(ev.suppressed);

@@ -118,7 +118,6 @@ describe("decider: the driver's reports of decisions it made alone", () => {
       cacheTtlMs: 30_000,
     });
   let next = deny("r0");
-  let announced = "v9";
   const d = new Decider({
     relay: { check: async () => ({ response: next, source: "server", attempts: 1 }) } as unknown as Relay,
     sessions: new SessionStore(),
@@ -126,8 +125,7 @@ describe("decider: the driver's reports of decisions it made alone", () => {
     budgetMs: 100,
     host: "h",
     cachedDenies: 2,
-    driverFailMode: "closed",
-    currentPolicyVersion: () => announced,
+    currentPolicyVersion: () => "v9",
   });
   const event = (path: string, over: Partial<DecisionEvent> = {}): DecisionEvent => ({
     type: MsgType.DECISION_EVENT,
@@ -167,17 +165,20 @@ describe("decider: the driver's reports of decisions it made alone", () => {
     ).toMatchObject({ rule: "", policyVersion: "v9" });
   });
 
-  it("remembers as many denials as the driver can cache, the oldest forgotten first", async () => {
-    for (const n of ["a", "b", "c"]) {
+  it("remembers as many denials as the driver can cache, the least recently reported forgotten first", async () => {
+    const rule = (n: string) => d.driverDecision(event(`\\Device\\HarddiskVolume3\\${n}`))!.response.rule;
+    const denied = async (n: string) => {
       next = deny(`rule-${n}`);
       await d.answer(file(`\\Device\\HarddiskVolume3\\${n}`));
-    }
-    const rule = (n: string) => d.driverDecision(event(`\\Device\\HarddiskVolume3\\${n}`))!.response.rule;
-    expect([rule("a"), rule("b"), rule("c")]).toEqual(["", "rule-b", "rule-c"]);
+    };
+    await denied("a");
+    await denied("b");
+    expect(rule("a")).toBe("rule-a"); // a repeat reported: a is the most recent now
+    await denied("c");
+    expect([rule("a"), rule("b"), rule("c")]).toEqual(["rule-a", "", "rule-c"]);
   });
 
-  it("a fail-mode answer: the driver's fail mode as the rule, the failed query's status in the reason", () => {
-    announced = "v10";
+  it("a fail-mode answer: the mode it enforced as the rule, no policy version, the failed query's status", () => {
     const rec = d.driverDecision(
       event("\\REGISTRY\\MACHINE\\SOFTWARE\\Run", {
         kind: Kind.REGISTRY,
@@ -185,6 +186,7 @@ describe("decider: the driver's reports of decisions it made alone", () => {
         source: DecisionEventSource.FAIL_MODE,
         reason: DecisionReason.QUERY_FAILED,
         queryStatus: 0x102,
+        decision: 0,
         string1: "agent",
         string2: "",
       }),
@@ -192,9 +194,14 @@ describe("decider: the driver's reports of decisions it made alone", () => {
     expect(rec).toMatchObject({
       source: "driver_fail_mode",
       check: { kind: Kind.REGISTRY, operation: Operation.WRITE, valueName: "agent" },
-      response: { rule: "fail-mode:closed", policyVersion: "v10" },
+      response: { rule: "fail-mode:open", decision: Decision.ALLOW, policyVersion: "" },
     });
     expect(rec.reason).toBe("the driver's query failed (NTSTATUS 0x00000102)");
+    const closed = d.driverDecision(
+      event("\\x", { source: DecisionEventSource.FAIL_MODE, reason: DecisionReason.NO_CLIENT }),
+    )!;
+    expect(closed.response).toMatchObject({ rule: "fail-mode:closed", decision: Decision.DENY });
+    expect(closed.reason).toBe("no broker connected to the driver");
   });
 
   it("an event naming no file or registry operation gives no record", () => {

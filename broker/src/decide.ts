@@ -104,8 +104,6 @@ export interface DeciderOptions {
   onDecision?: (rec: DecisionRecord) => void;
   /** How many denials to remember for the driver's reports of repeats (its cache's capacity). */
   cachedDenies?: number;
-  /** The driver's fail mode (the rule of its fail-mode answers). */
-  driverFailMode?: "open" | "closed";
 }
 
 /** The key of a driver cache entry (session, kind, driver operation, strings folded as it folds). */
@@ -185,18 +183,24 @@ export class Decider {
     } else return null;
     const session = this.opts.sessions.get(ev.sessionToken);
     const failMode = ev.source === DecisionEventSource.FAIL_MODE;
-    const known = failMode ? undefined : this.cachedDenies.get(this.keyOf(request));
+    const key = this.keyOf(request);
+    const known = failMode ? undefined : this.cachedDenies.get(key);
+    if (known) {
+      // the driver's cache keeps what it hits: so does this memory
+      this.cachedDenies.delete(key);
+      this.cachedDenies.set(key, known);
+    }
     const deny = ev.decision !== 0;
     let reason = REASONS[ev.reason] ?? `reason ${ev.reason}`;
     if (ev.queryStatus !== 0)
       reason += ` (NTSTATUS 0x${(ev.queryStatus >>> 0).toString(16).padStart(8, "0")})`;
     const response = create(CheckResponseSchema, {
       decision: deny ? Decision.DENY : Decision.ALLOW,
-      rule: failMode
-        ? `fail-mode:${this.opts.driverFailMode ?? (deny ? "closed" : "open")}`
-        : (known?.rule ?? ""),
+      // the mode in force when the driver answered (what it enforced), not the broker's config now
+      rule: failMode ? `fail-mode:${deny ? "closed" : "open"}` : (known?.rule ?? ""),
       message: reason,
-      policyVersion: known?.policyVersion ?? this.opts.currentPolicyVersion?.() ?? "",
+      // no policy decided a fail-mode answer
+      policyVersion: failMode ? "" : (known?.policyVersion ?? this.opts.currentPolicyVersion?.() ?? ""),
       mitreTechnique: known?.mitreTechnique ?? "",
     });
     return {
@@ -310,9 +314,10 @@ export class Decider {
       default:
         // DENY, REDIRECT (the driver cannot redirect yet: the operation is refused), UNSPECIFIED.
         reply = replyFor(false, d.response.decision === Decision.DENY ? d.response.cacheTtlMs : 0);
-        // The driver reports the repeats it answers from its cache: their record names this rule.
-        if (reply.cacheTTLMs !== 0) this.rememberDeny(req, d.response);
     }
+    // The driver reports the denials it repeats from its cache or hands to identical queries that
+    // waited on this one: their record names this rule.
+    if (reply.decision !== 0) this.rememberDeny(req, d.response);
     if (session) {
       const c = session.counters;
       if (d.source === "fail_mode") c.failMode++;

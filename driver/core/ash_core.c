@@ -72,6 +72,7 @@ void AgentshCoreDestroy(_Inout_ AGENTSH_CORE *Core)
                 Core->Notify.Tail = NULL;
             }
             Core->Notify.Count--;
+            Core->Notify.Bytes -= item->Size;
         }
         AgentshUnlockExclusive(&Core->Notify.Lock);
         if (item == NULL) {
@@ -198,6 +199,15 @@ static void AgentshCoreAsk(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE
 static BOOLEAN AgentshQueueNotification(_Inout_ AGENTSH_CORE *Core, _In_ const void *Message, _In_ UINT32 Size,
     _In_ BOOLEAN Hold);
 
+/* Decision events that never reached the client (Count, saturating) go to the next one's Suppressed. */
+static void AgentshCarrySuppressed(_Inout_ AGENTSH_NOTIFY_QUEUE *q, _In_ UINT64 Count)
+{
+    AgentshLockExclusive(&q->Lock);
+    q->DecisionSuppressed = Count >= 0xFFFFFFFFull - q->DecisionSuppressed ? 0xFFFFFFFFu
+                                                                          : q->DecisionSuppressed + (UINT32)Count;
+    AgentshUnlockExclusive(&q->Lock);
+}
+
 /* MSG_DECISION_EVENT for a decision made without an answer of its own. At most
  * AGENTSH_DECISION_EVENTS_PER_SECOND are queued per second; the ones left out (or lost to a full
  * queue or a failed allocation) are counted and the next event queued carries the count. */
@@ -212,7 +222,8 @@ static BOOLEAN AgentshReportDecision(_Inout_ AGENTSH_CORE *Core, _In_ const AGEN
     UINT32 size;
 
     AgentshLockExclusive(&q->Lock);
-    if (q->DecisionWindowCount == 0 || now - q->DecisionWindowMs >= 1000u) {
+    /* a clock read before another thread opened the window (now < start) counts in that window */
+    if (q->DecisionWindowCount == 0 || (now >= q->DecisionWindowMs && now - q->DecisionWindowMs >= 1000u)) {
         q->DecisionWindowMs = now;
         q->DecisionWindowCount = 0;
     }
@@ -243,11 +254,7 @@ static BOOLEAN AgentshReportDecision(_Inout_ AGENTSH_CORE *Core, _In_ const AGEN
         AgentshAtomicInc64(&q->Dropped);
     }
     /* not queued: this one and the ones it carried go to the next */
-    AgentshLockExclusive(&q->Lock);
-    suppressed += 1u;
-    q->DecisionSuppressed = q->DecisionSuppressed > 0xFFFFFFFFu - suppressed ? 0xFFFFFFFFu
-                                                                             : q->DecisionSuppressed + suppressed;
-    AgentshUnlockExclusive(&q->Lock);
+    AgentshCarrySuppressed(q, (UINT64)suppressed + 1u);
     return FALSE;
 }
 
@@ -392,7 +399,8 @@ static BOOLEAN AgentshQueueNotification(_Inout_ AGENTSH_CORE *Core, _In_ const v
     item->Size = Size;
     AgentshMemCopy(item + 1, Message, Size);
     AgentshLockExclusive(&q->Lock);
-    if (q->Count < AGENTSH_NOTIFY_QUEUE_MAX) {
+    if (q->Count < AGENTSH_NOTIFY_QUEUE_MAX && q->Bytes + Size <= AGENTSH_NOTIFY_QUEUE_MAX_BYTES) {
+        q->Bytes += Size;
         if (q->Tail != NULL) {
             q->Tail->Next = item;
         } else {
@@ -408,7 +416,9 @@ static BOOLEAN AgentshQueueNotification(_Inout_ AGENTSH_CORE *Core, _In_ const v
         AgentshAtomicInc64(&q->Dropped);
         return FALSE;
     }
-    AgentshEventSet(&q->Wake);
+    if (AgentshAtomicLoad32(&Core->ClientConnected) != 0) {
+        AgentshEventSet(&q->Wake); /* while none is, the connect wakes the worker */
+    }
     return TRUE;
 }
 
@@ -422,6 +432,7 @@ BOOLEAN AgentshCoreRunNotifications(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 Wait
     AgentshEventReset(&q->Wake); /* reset before draining: a later Set is never lost */
     for (;;) {
         AGENTSH_NOTIFY_ITEM *item;
+        BOOLEAN sent = FALSE;
         if (AgentshAtomicLoad32(&q->Stopping) == 0 &&
             (Core->Send == NULL || AgentshAtomicLoad32(&Core->ClientConnected) == 0)) {
             break; /* no client: what is queued is held for the next one (the connect wakes us) */
@@ -434,6 +445,7 @@ BOOLEAN AgentshCoreRunNotifications(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 Wait
                 q->Tail = NULL;
             }
             q->Count--;
+            q->Bytes -= item->Size;
         }
         AgentshUnlockExclusive(&q->Lock);
         if (item == NULL) {
@@ -443,9 +455,16 @@ BOOLEAN AgentshCoreRunNotifications(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 Wait
             AgentshAtomicLoad32(&Core->ClientConnected) != 0) {
             NTSTATUS status = Core->Send(Core->SendContext, item + 1, item->Size, NULL, NULL,
                                          AGENTSH_NOTIFY_TIMEOUT_MS);
-            AgentshAtomicInc64(status == STATUS_SUCCESS ? &q->Sent : &q->SendFailures);
+            sent = status == STATUS_SUCCESS ? TRUE : FALSE;
+            AgentshAtomicInc64(sent ? &q->Sent : &q->SendFailures);
         } else {
             AgentshAtomicInc64(&q->Dropped);
+        }
+        if (!sent && item->Size >= sizeof(AGENTSH_DECISION_EVENT) &&
+            ((const AGENTSH_MESSAGE_HEADER *)(item + 1))->Type == MSG_DECISION_EVENT) {
+            /* a lost report (send failed or timed out, client gone): it and what it carried go on */
+            const AGENTSH_DECISION_EVENT *lost = (const AGENTSH_DECISION_EVENT *)(item + 1);
+            AgentshCarrySuppressed(q, (UINT64)lost->Suppressed + 1u);
         }
         AgentshFree(item, AGENTSH_TAG_NOTIFY);
     }

@@ -53,6 +53,7 @@ typedef struct _AGENTSH_USTR {
 #define AGENTSH_CACHE_MAX_KEY_CHARS     4096u   /* longer keys are decided but never cached */
 #define AGENTSH_KEY_INLINE_CHARS        192u    /* 384 bytes of stack per key (kernel stack budget) */
 #define AGENTSH_NOTIFY_QUEUE_MAX        4096u   /* queued notifications (process/audit/decision events) */
+#define AGENTSH_NOTIFY_QUEUE_MAX_BYTES  (4u * 1024u * 1024u) /* and their bytes (paged pool) */
 #define AGENTSH_NOTIFY_TIMEOUT_MS       1000u   /* bounded send of one notification */
 
 /* The port. Kernel: FltSendMessage(Filter, &ClientPort, Message, MessageSize, Reply, ReplyLength,
@@ -287,7 +288,8 @@ typedef struct _AGENTSH_NOTIFY_QUEUE {
     AGENTSH_NOTIFY_ITEM *Head;
     AGENTSH_NOTIFY_ITEM *Tail;
     UINT32 Count;
-    AGENTSH_EVENT Wake;              /* set when an item is queued or on stop */
+    UINT32 Bytes;                    /* message bytes queued (<= AGENTSH_NOTIFY_QUEUE_MAX_BYTES) */
+    AGENTSH_EVENT Wake;              /* set when an item is queued with a client connected, at connect, at stop */
     volatile UINT32 Stopping;
     volatile UINT64 Sent, Dropped, SendFailures;
     /* decision events (guarded by Lock): the rate window and the events left out since the last

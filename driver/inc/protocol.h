@@ -250,11 +250,13 @@ extern "C" {
 /* DECISION_EVENTS: send MSG_DECISION_EVENT for every decision of a tracked process the driver makes
  * without asking the client and that is not a plain allowed cache hit: a DENY repeated from the
  * cache (or from an identical in-flight query) and every fail-mode answer. Without them those
- * decisions have no audit record. At most AGENTSH_DECISION_EVENTS_PER_SECOND are queued a second;
- * the next event queued carries the count of those left out (Suppressed). Events of fail-mode
- * answers given while no client is connected are held (bounded by the notification queue) and sent
- * to the next client. Off by default so that a client that does not know the message never gets it;
- * the broker asks for them unless configured otherwise. */
+ * decisions have no audit record. At most AGENTSH_DECISION_EVENTS_PER_SECOND are queued in one
+ * window of a second; the next event queued carries the count of those left out (Suppressed), and
+ * of those lost on the way (full queue, failed send). While no client is connected the events are
+ * still queued (bounded by the notification queue's count and bytes), as are the notifications
+ * queued before the disconnect, and the next client gets them, possibly before its own SET_CONFIG.
+ * Off by default, so a driver that never had a client asking for them sends none; the broker asks
+ * unless configured otherwise. */
 #define AGENTSH_CONFIG_FLAG_DECISION_EVENTS     0x00000002u
 #define AGENTSH_CONFIG_FLAGS_VALID              0x00000003u
 #define AGENTSH_CONFIG_DEFAULT_FLAGS            0u

@@ -29,6 +29,7 @@ typedef struct FAKE_PORT {
     int Block;               /* 1: block until Release */
     volatile int Calls;
     volatile int Notifications;
+    NTSTATUS NotifyStatus;   /* what a notification's send returns (0: success, delivered) */
     uint32_t LastType;
     uint64_t LastRequestId;
     uint8_t LastMessage[512];

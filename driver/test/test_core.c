@@ -675,6 +675,68 @@ static void test_decision_events(void)
     CHECK(AgentshCoreRunNotifications(&core, 1));
     CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
     CHECK_EQ(ev.Suppressed, 0);
+    /* a report lost on the way (the send timed out) is carried, with what it carried, by the next */
+    gFakeNow += 1000;
+    for (i = 0; i < (int)AGENTSH_DECISION_EVENTS_PER_SECOND + 2; i++) {
+        DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\loop", NULL);
+    }
+    port.NotifyStatus = STATUS_TIMEOUT;
+    gFakeNow += 1000;
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\loop", NULL).Reported, 1);
+    sent = port.Notifications;
+    CHECK(AgentshCoreRunNotifications(&core, 1)); /* the 1000 of the window before and this one: lost */
+    CHECK_EQ(port.Notifications, sent);
+    port.NotifyStatus = STATUS_SUCCESS;
+    CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\loop", NULL).Reported, 1);
+    CHECK(AgentshCoreRunNotifications(&core, 1));
+    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK_EQ(ev.Suppressed, AGENTSH_DECISION_EVENTS_PER_SECOND + 2 + 1);
+    CoreTeardown(&core);
+}
+
+/* While no client is connected, held reports are bounded by the queue's bytes; the rest are carried. */
+static void test_decision_events_held_bounded(void)
+{
+    static uint16_t big[32767];
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    AGENTSH_DECIDE_REQUEST q;
+    AGENTSH_VERDICT v;
+    AGENTSH_DECISION_EVENT ev;
+    AGENTSH_USTR path, s1;
+    UINT64 sent, dropped, failed;
+    UINT32 queued, each = 88u + 2u * 32768u, fit = AGENTSH_NOTIFY_QUEUE_MAX_BYTES / each;
+    int i, reported = 0, attempts = (int)fit + 5;
+    CoreSetup(&core, &port);
+    core.Config.Flags = AGENTSH_CONFIG_FLAG_DECISION_EVENTS;
+    AgentshCoreClientDisconnected(&core);
+    memset(big, 'a', sizeof(big));
+    memset(&q, 0, sizeof(q));
+    q.Kind = AGENTSH_KIND_FILE;
+    q.ProcessId = 100;
+    q.Operation = FILE_OP_WRITE;
+    q.Strings[0] = U16(big, 32767);
+    for (i = 0; i < attempts; i++) {
+        AgentshCoreDecide(&core, &q, &v);
+        CHECK_EQ(v.Reason, DECISION_REASON_NO_CLIENT);
+        reported += (int)v.Reported;
+    }
+    CHECK_EQ(reported, fit);
+    AgentshCoreNotifyStats(&core, &sent, &dropped, &failed, &queued);
+    CHECK_EQ(queued, fit);
+    CHECK_EQ(core.Notify.Bytes, fit * each);
+    AgentshCoreClientConnected(&core, 2);
+    CHECK(AgentshCoreRunNotifications(&core, 1));
+    CHECK_EQ(port.Notifications, fit);
+    CHECK_EQ(core.Notify.Bytes, 0);
+    q.Strings[0] = U("\\Device\\HarddiskVolume3\\after");
+    AgentshCoreClientDisconnected(&core);
+    AgentshCoreDecide(&core, &q, &v);
+    AgentshCoreClientConnected(&core, 3);
+    CHECK(AgentshCoreRunNotifications(&core, 1));
+    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK_EQ(ev.Suppressed, attempts - (int)fit);
+    CHECK(UstrIs(path, "\\Device\\HarddiskVolume3\\after"));
     CoreTeardown(&core);
 }
 
@@ -711,5 +773,6 @@ const TEST_CASE gCoreTests[] = {
     { "notifications_process_audit", test_notifications },
     { "allocation_failure_paths", test_alloc_failure_paths },
     { "decision_events_cache_failmode_held_rate_limited", test_decision_events },
+    { "decision_events_held_bounded_by_bytes", test_decision_events_held_bounded },
     { NULL, NULL }
 };

@@ -75,6 +75,9 @@ NTSTATUS FakeSend(void *Ctx, const void *Msg, UINT32 Size, void *Reply, UINT32 *
         gTestFailed = 1;
     }
     if (Reply == NULL) {
+        if (P->NotifyStatus != STATUS_SUCCESS) {
+            return P->NotifyStatus; /* not delivered */
+        }
         __atomic_add_fetch(&P->Notifications, 1, __ATOMIC_SEQ_CST);
         pthread_mutex_lock(&P->Mutex);
         P->LastType = h.Type;

@@ -310,6 +310,11 @@ describe("observability against a real Prometheus", () => {
     await expect
       .poll(() => audit.find((a) => a.source === "driver_cache" && a.path === key))
       .toMatchObject({ rule: "secrets", decision: "deny", enforced: "deny", pid: 701, session: "70" });
+    // and the reports are counted for the host panel
+    await until("driver decision reports scraped", async () => {
+      const r = await query('sum(agentsh_driver_decision_reports_total{outcome="reported"})');
+      return Number(r.data.result[0]?.value[1] ?? 0) > 0 ? true : undefined;
+    });
   });
 
   it("a refused policy reload fires AgentshPolicyReloadFailed", async () => {
