@@ -129,18 +129,14 @@ export class Decider {
         );
   }
 
-  private rememberDeny(req: DriverRequest, res: CheckResponse): void {
-    const key = this.keyOf(req);
-    this.cachedDenies.delete(key); // re-inserted as the newest
+  /** (Re)inserts `deny` as the most recent, forgetting the least recent beyond the driver's capacity. */
+  private remember(key: string, deny: CachedDeny): void {
+    this.cachedDenies.delete(key);
     if (this.cachedDenies.size >= (this.opts.cachedDenies ?? 4096)) {
       const oldest = this.cachedDenies.keys().next();
       if (!oldest.done) this.cachedDenies.delete(oldest.value);
     }
-    this.cachedDenies.set(key, {
-      rule: res.rule,
-      policyVersion: res.policyVersion,
-      mitreTechnique: res.mitreTechnique,
-    });
+    this.cachedDenies.set(key, deny);
   }
 
   /**
@@ -183,12 +179,11 @@ export class Decider {
     } else return null;
     const session = this.opts.sessions.get(ev.sessionToken);
     const failMode = ev.source === DecisionEventSource.FAIL_MODE;
-    const key = this.keyOf(request);
-    const known = failMode ? undefined : this.cachedDenies.get(key);
-    if (known) {
-      // the driver's cache keeps what it hits: so does this memory
-      this.cachedDenies.delete(key);
-      this.cachedDenies.set(key, known);
+    let known: CachedDeny | undefined;
+    if (!failMode) {
+      const key = this.keyOf(request);
+      known = this.cachedDenies.get(key);
+      if (known) this.remember(key, known); // the driver's cache keeps what it hits: so does this memory
     }
     const deny = ev.decision !== 0;
     let reason = REASONS[ev.reason] ?? `reason ${ev.reason}`;
@@ -317,7 +312,10 @@ export class Decider {
     }
     // The driver reports the denials it repeats from its cache or hands to identical queries that
     // waited on this one: their record names this rule.
-    if (reply.decision !== 0) this.rememberDeny(req, d.response);
+    if (reply.decision !== 0) {
+      const { rule, policyVersion, mitreTechnique } = d.response;
+      this.remember(this.keyOf(req), { rule, policyVersion, mitreTechnique });
+    }
     if (session) {
       const c = session.counters;
       if (d.source === "fail_mode") c.failMode++;

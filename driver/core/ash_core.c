@@ -239,12 +239,8 @@ static BOOLEAN AgentshReportDecision(_Inout_ AGENTSH_CORE *Core, _In_ const AGEN
     if (!admit) {
         return FALSE;
     }
-    if (NT_SUCCESS(AgentshBuildDecisionEvent(Request, Token, Decision, Source, Reason,
-                                             Reason == DECISION_REASON_QUERY_FAILED ||
-                                                     Reason == DECISION_REASON_UNDECIDABLE
-                                                 ? QueryStatus
-                                                 : STATUS_SUCCESS,
-                                             suppressed, &msg, &size))) {
+    if (NT_SUCCESS(AgentshBuildDecisionEvent(Request, Token, Decision, Source, Reason, QueryStatus, suppressed,
+                                             &msg, &size))) {
         BOOLEAN queued = AgentshQueueNotification(Core, msg, size, TRUE);
         AgentshFreeMessage(msg);
         if (queued) {
@@ -363,12 +359,12 @@ done:
     /* Decided without an answer of its own, and not a plain allow from the cache: reported. */
     if ((config.Flags & AGENTSH_CONFIG_FLAG_DECISION_EVENTS) != 0 && reason != 0 &&
         (source == AGENTSH_SOURCE_FAILMODE || decision == DECISION_DENY)) {
-        Verdict->Reported = AgentshReportDecision(Core, Request, token, decision,
-                                                  source == AGENTSH_SOURCE_FAILMODE ? DECISION_SOURCE_FAIL_MODE
-                                                                                    : DECISION_SOURCE_CACHE,
-                                                  reason, Verdict->QueryStatus)
-                                ? 1u
-                                : 0u;
+        /* QueryStatus is 0 unless the query failed or could not be built (REASON_QUERY_FAILED,
+         * REASON_UNDECIDABLE) */
+        Verdict->Reported = (UINT32)AgentshReportDecision(
+            Core, Request, token, decision,
+            source == AGENTSH_SOURCE_FAILMODE ? DECISION_SOURCE_FAIL_MODE : DECISION_SOURCE_CACHE, reason,
+            Verdict->QueryStatus);
     }
 }
 

@@ -67,15 +67,23 @@ void AgentshFreeMessage(_In_ void *Message)
     }
 }
 
+/* The three strings of a decision request, in its order (file Path, RenameDest, Volume; registry
+ * KeyPath, ValueName, NewName): the policy request and the decision event carry them the same way. */
+static void AgentshRequestStrings(_In_ const AGENTSH_DECIDE_REQUEST *Request,
+    _Out_writes_(3) const AGENTSH_USTR **Out)
+{
+    Out[0] = &Request->Strings[0];
+    Out[1] = &Request->Strings[1];
+    Out[2] = &Request->Strings[2];
+}
+
 _Must_inspect_result_ NTSTATUS AgentshBuildPolicyRequest(_In_ const AGENTSH_DECIDE_REQUEST *Request,
     _In_ UINT64 SessionToken, _In_ UINT64 RequestId, _Out_ void **Message, _Out_ UINT32 *Size)
 {
     const AGENTSH_USTR *strings[3];
     UINT32 offsets[3];
 
-    strings[0] = &Request->Strings[0];
-    strings[1] = &Request->Strings[1];
-    strings[2] = &Request->Strings[2];
+    AgentshRequestStrings(Request, strings);
     if (Request->Kind == AGENTSH_KIND_FILE) {
         AGENTSH_FILE_REQUEST f;
         AgentshMemZero(&f, sizeof(f));
@@ -177,9 +185,7 @@ _Must_inspect_result_ NTSTATUS AgentshBuildDecisionEvent(_In_ const AGENTSH_DECI
     e.Reason = Reason;
     e.QueryStatus = QueryStatus;
     e.Suppressed = Suppressed;
-    strings[0] = &Request->Strings[0];
-    strings[1] = &Request->Strings[1];
-    strings[2] = &Request->Strings[2];
+    AgentshRequestStrings(Request, strings);
     offsets[0] = AGENTSH_OFFSETOF(AGENTSH_DECISION_EVENT, Path);
     offsets[1] = AGENTSH_OFFSETOF(AGENTSH_DECISION_EVENT, String1);
     offsets[2] = AGENTSH_OFFSETOF(AGENTSH_DECISION_EVENT, String2);

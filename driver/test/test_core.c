@@ -539,6 +539,13 @@ static int LastDecisionEvent(FAKE_PORT *Port, AGENTSH_DECISION_EVENT *Ev, AGENTS
     return 1;
 }
 
+/* Runs the notification worker once; then the last notification sent, as a decision event. */
+static int SentReport(AGENTSH_CORE *Core, FAKE_PORT *Port, AGENTSH_DECISION_EVENT *Ev, AGENTSH_USTR *Path,
+                      AGENTSH_USTR *S1)
+{
+    return AgentshCoreRunNotifications(Core, 1) && LastDecisionEvent(Port, Ev, Path, S1);
+}
+
 static int UstrIs(AGENTSH_USTR S, const char *Ascii)
 {
     AGENTSH_USTR e = U(Ascii);
@@ -619,8 +626,7 @@ static void test_decision_events(void)
     v = DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\t", NULL);
     CHECK_EQ(v.Source, AGENTSH_SOURCE_FAILMODE);
     CHECK_EQ(v.Reported, 1);
-    CHECK(AgentshCoreRunNotifications(&core, 1));
-    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK(SentReport(&core, &port, &ev, &path, &s1));
     CHECK_EQ(ev.Source, DECISION_SOURCE_FAIL_MODE);
     CHECK_EQ(ev.Reason, DECISION_REASON_QUERY_FAILED);
     CHECK_EQ(ev.QueryStatus, STATUS_TIMEOUT);
@@ -629,8 +635,7 @@ static void test_decision_events(void)
     v = DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\u", NULL);
     CHECK_EQ(v.Reason, DECISION_REASON_FAILING);
     CHECK_EQ(v.Reported, 1);
-    CHECK(AgentshCoreRunNotifications(&core, 1));
-    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK(SentReport(&core, &port, &ev, &path, &s1));
     CHECK_EQ(ev.Reason, DECISION_REASON_FAILING);
     CHECK_EQ(ev.QueryStatus, 0);
     CHECK(UstrIs(path, "\\Device\\HarddiskVolume3\\u"));
@@ -668,12 +673,10 @@ static void test_decision_events(void)
     CHECK_EQ(ev.Suppressed, 0);
     gFakeNow += 1;
     CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\loop", NULL).Reported, 1);
-    CHECK(AgentshCoreRunNotifications(&core, 1));
-    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK(SentReport(&core, &port, &ev, &path, &s1));
     CHECK_EQ(ev.Suppressed, 8);
     CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\loop", NULL).Reported, 1);
-    CHECK(AgentshCoreRunNotifications(&core, 1));
-    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK(SentReport(&core, &port, &ev, &path, &s1));
     CHECK_EQ(ev.Suppressed, 0);
     /* a report lost on the way (the send timed out) is carried, with what it carried, by the next */
     gFakeNow += 1000;
@@ -688,8 +691,7 @@ static void test_decision_events(void)
     CHECK_EQ(port.Notifications, sent);
     port.NotifyStatus = STATUS_SUCCESS;
     CHECK_EQ(DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\loop", NULL).Reported, 1);
-    CHECK(AgentshCoreRunNotifications(&core, 1));
-    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK(SentReport(&core, &port, &ev, &path, &s1));
     CHECK_EQ(ev.Suppressed, AGENTSH_DECISION_EVENTS_PER_SECOND + 2 + 1);
     CoreTeardown(&core);
 }
@@ -733,8 +735,7 @@ static void test_decision_events_held_bounded(void)
     AgentshCoreClientDisconnected(&core);
     AgentshCoreDecide(&core, &q, &v);
     AgentshCoreClientConnected(&core, 3);
-    CHECK(AgentshCoreRunNotifications(&core, 1));
-    CHECK(LastDecisionEvent(&port, &ev, &path, &s1));
+    CHECK(SentReport(&core, &port, &ev, &path, &s1));
     CHECK_EQ(ev.Suppressed, attempts - (int)fit);
     CHECK(UstrIs(path, "\\Device\\HarddiskVolume3\\after"));
     CoreTeardown(&core);
