@@ -254,6 +254,16 @@ static BOOLEAN AgentshReportDecision(_Inout_ AGENTSH_CORE *Core, _In_ const AGEN
     return FALSE;
 }
 
+/* The DecisionCounts slot of (DECISION_SOURCE_*, kind, operation, enforced decision); a kind or an
+ * operation out of range counts as 0. */
+static UINT32 AgentshDecisionSlot(_In_ UINT32 Source, _In_ UINT32 Kind, _In_ UINT32 Operation, _In_ UINT32 Decision)
+{
+    UINT32 k = Kind <= AGENTSH_KIND_REGISTRY ? Kind : 0u;
+    UINT32 op = Operation < 8u ? Operation : 0u;
+    return (((Source == DECISION_SOURCE_FAIL_MODE ? 1u : 0u) * 3u + k) * 8u + op) * 2u +
+           (Decision == DECISION_ALLOW ? 0u : 1u);
+}
+
 BOOLEAN AgentshCoreShouldCheck(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId, _Out_opt_ UINT64 *Token)
 {
     if (Token != NULL) {
@@ -352,6 +362,12 @@ void AgentshCoreDecide(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE_REQ
 
 done:
     AgentshAtomicInc64(decision == DECISION_ALLOW ? &Core->Allow : &Core->Deny);
+    if (reason != 0) {
+        /* decided without an answer of its own: the client cannot count it */
+        AgentshAtomicInc64(&Core->DecisionCounts[AgentshDecisionSlot(
+            source == AGENTSH_SOURCE_FAILMODE ? DECISION_SOURCE_FAIL_MODE : DECISION_SOURCE_CACHE,
+            Request->Kind, Request->Operation, decision)]);
+    }
     Verdict->Decision = decision;
     Verdict->RawDecision = raw;
     Verdict->Source = source;
@@ -623,4 +639,36 @@ void AgentshCoreGetMetrics(_Inout_ AGENTSH_CORE *Core, _Out_ AGENTSH_METRICS *M)
     AgentshCoreGetConfig(Core, &config);
     M->FailMode = config.FailMode;
     M->ClientConnected = AgentshAtomicLoad32(&Core->ClientConnected) ? 1u : 0u;
+}
+
+UINT32 AgentshCoreGetDecisionCounts(_Inout_ AGENTSH_CORE *Core, _In_ UINT64 RequestId,
+    _Out_writes_bytes_(AGENTSH_DECISION_COUNTS_MAX_SIZE) void *Output)
+{
+    AGENTSH_DECISION_COUNTS head;
+    AGENTSH_DECISION_COUNT e;
+    UINT8 *out = (UINT8 *)Output;
+    UINT32 slot, n = 0;
+    UINT64 count;
+
+    for (slot = 0; slot < AGENTSH_DECISION_COUNT_SLOTS; slot++) {
+        count = AgentshAtomicLoad64(&Core->DecisionCounts[slot]);
+        if (count == 0) {
+            continue;
+        }
+        /* the inverse of AgentshDecisionSlot */
+        e.Decision = slot % 2u == 0 ? DECISION_ALLOW : DECISION_DENY;
+        e.Operation = (slot / 2u) % 8u;
+        e.Kind = (slot / 16u) % 3u;
+        e.Source = slot / 48u == 0 ? DECISION_SOURCE_CACHE : DECISION_SOURCE_FAIL_MODE;
+        e.Count = count;
+        AgentshMemCopy(out + sizeof(head) + (SIZE_T)n * sizeof(e), &e, sizeof(e));
+        n++;
+    }
+    AgentshMemZero(&head, sizeof(head));
+    head.Header.Type = MSG_DECISION_COUNTS_REPLY;
+    head.Header.Size = (UINT32)sizeof(head) + n * (UINT32)sizeof(e);
+    head.Header.RequestId = RequestId;
+    head.Count = n;
+    AgentshMemCopy(out, &head, sizeof(head));
+    return head.Header.Size;
 }

@@ -15,6 +15,7 @@
  *   SHUTDOWN           the client is going away: answer by fail mode until it reconnects
  *   SET_CONFIG         validated whole (ash_config.c), then applied; cache capacity follows
  *   GET_METRICS        output >= sizeof(AGENTSH_METRICS) else STATUS_BUFFER_TOO_SMALL
+ *   GET_DECISION_COUNTS output >= AGENTSH_DECISION_COUNTS_MAX_SIZE else STATUS_BUFFER_TOO_SMALL
  *   EXCLUDE_PROCESS    add / remove / replace, pids != 0, result <= AGENTSH_MAX_EXCLUDED_PIDS
  *   PING               output >= sizeof(AGENTSH_PONG)
  *   any other type     STATUS_NOT_SUPPORTED (driver -> user types included)
@@ -157,6 +158,12 @@ NTSTATUS AgentshCoreDispatch(_Inout_ AGENTSH_CORE *Core,
         *ReturnOutputLength = sizeof(m);
         return STATUS_SUCCESS;
     }
+    case MSG_GET_DECISION_COUNTS:
+        if (Output == NULL || OutputLength < AGENTSH_DECISION_COUNTS_MAX_SIZE) {
+            return STATUS_BUFFER_TOO_SMALL;
+        }
+        *ReturnOutputLength = AgentshCoreGetDecisionCounts(Core, header.RequestId, Output);
+        return STATUS_SUCCESS;
     case MSG_EXCLUDE_PROCESS:
         return AgentshDispatchExclude(Core, in);
     case MSG_PING: {

@@ -155,6 +155,7 @@ NTSTATUS AgentshValidateMessage(_In_reads_bytes_(BufferLength) const void *Buffe
         break;
     case MSG_SHUTDOWN:
     case MSG_GET_METRICS:
+    case MSG_GET_DECISION_COUNTS:
         if (size != sizeof(AGENTSH_MESSAGE_HEADER)) {
             return STATUS_INVALID_PARAMETER;
         }
@@ -169,6 +170,14 @@ NTSTATUS AgentshValidateMessage(_In_reads_bytes_(BufferLength) const void *Buffe
         AGENTSH_MIN(AGENTSH_EXCLUDE_PROCESS);
         count = AgentshRead32(m + AGENTSH_OFFSETOF(AGENTSH_EXCLUDE_PROCESS, Count));
         if (count > AGENTSH_MAX_EXCLUDED_PIDS || size != sizeof(AGENTSH_EXCLUDE_PROCESS) + 4u * count) {
+            return STATUS_INVALID_PARAMETER;
+        }
+        break;
+    case MSG_DECISION_COUNTS_REPLY:
+        AGENTSH_MIN(AGENTSH_DECISION_COUNTS);
+        count = AgentshRead32(m + AGENTSH_OFFSETOF(AGENTSH_DECISION_COUNTS, Count));
+        if (count > AGENTSH_DECISION_COUNT_SLOTS ||
+            size != sizeof(AGENTSH_DECISION_COUNTS) + (UINT32)sizeof(AGENTSH_DECISION_COUNT) * count) {
             return STATUS_INVALID_PARAMETER;
         }
         break;

@@ -325,6 +325,8 @@ typedef struct _AGENTSH_CORE {
     /* counters not owned by a table (atomic) */
     volatile UINT64 FileQueries, RegistryQueries, Timeouts, Failures;
     volatile UINT64 Allow, Deny, Pending, FailModeDecisions, ExcludedOps;
+    /* the decisions made without an answer of their own, by slot (AgentshDecisionSlot) */
+    volatile UINT64 DecisionCounts[AGENTSH_DECISION_COUNT_SLOTS];
 } AGENTSH_CORE;
 
 /* Init with the default config. Send may be NULL (then no client is ever reachable). Clock may be
@@ -403,6 +405,10 @@ NTSTATUS AgentshCoreDispatch(_Inout_ AGENTSH_CORE *Core,
     _Out_ UINT32 *ReturnOutputLength);
 
 void AgentshCoreGetMetrics(_Inout_ AGENTSH_CORE *Core, _Out_ AGENTSH_METRICS *Metrics);
+/* MSG_DECISION_COUNTS_REPLY into Output (OutputLength >= AGENTSH_DECISION_COUNTS_MAX_SIZE); returns
+ * its size. */
+UINT32 AgentshCoreGetDecisionCounts(_Inout_ AGENTSH_CORE *Core, _In_ UINT64 RequestId,
+    _Out_writes_bytes_(AGENTSH_DECISION_COUNTS_MAX_SIZE) void *Output);
 
 /* ---------------------------------------------------------------------------------------------
  * Message validation and building (core/ash_validate.c, core/ash_message.c)

@@ -286,6 +286,7 @@ UINT64 AgentshMonotonicMs(void);
 #define AGENTSH_TAG_KEY           AGENTSH_TAG('A', 's', 'h', 'K')
 #define AGENTSH_TAG_NOTIFY        AGENTSH_TAG('A', 's', 'h', 'N')
 #define AGENTSH_TAG_CAPTURE       AGENTSH_TAG('A', 's', 'h', 'U')
+#define AGENTSH_TAG_OUTPUT        AGENTSH_TAG('A', 's', 'h', 'O')
 #define AGENTSH_TAG_NAME          AGENTSH_TAG('A', 's', 'h', 'F')
 
 #endif /* AGENTSH_SHIM_H */

@@ -53,7 +53,8 @@
  *     MessageId) followed by AGENTSH_POLICY_RESPONSE; dwReplyBufferSize = 16 + 32. The driver
  *     passes ReplyLength = sizeof(AGENTSH_POLICY_RESPONSE) to FltSendMessage.
  *   - user -> driver commands (FilterSendMessage): one message below as the input buffer; the
- *     output buffer receives METRICS_REPLY (for GET_METRICS) or PONG (for PING); the HRESULT is
+ *     output buffer receives METRICS_REPLY (for GET_METRICS), DECISION_COUNTS_REPLY (for
+ *     GET_DECISION_COUNTS) or PONG (for PING); the HRESULT is
  *     fltlib's mapping of the command's NTSTATUS, HRESULT_FROM_WIN32(RtlNtStatusToDosError(status)),
  *     e.g. 0x80070057 for a config rejected with STATUS_INVALID_PARAMETER.
  *   - a FilterGetMessage buffer of AGENTSH_PORT_BUFFER_SIZE bytes holds any message.
@@ -64,7 +65,8 @@
  *     (synchronous FilterGetMessage) checks Size <= capacity and then reads Size bytes. The driver,
  *     which knows the input length of FilterSendMessage, ignores bytes after Size.
  *   - Fixed-size types: Size == sizeof(type). Types with strings: Size >= sizeof(type) and every
- *     string lies inside Size. EXCLUDE_PROCESS: Size == 24 + 4 * Count.
+ *     string lies inside Size. EXCLUDE_PROCESS: Size == 24 + 4 * Count. DECISION_COUNTS_REPLY:
+ *     Size == 24 + 24 * Count, Count <= AGENTSH_DECISION_COUNT_SLOTS.
  *
  * String rules (AGENTSH_STRING):
  *   - Length is in UTF-16 code units, without the terminating NUL. Length == 0 and Offset == 0
@@ -152,6 +154,8 @@ extern "C" {
 #define MSG_PING                        108u
 #define MSG_PONG                        109u /* driver -> user, output buffer of PING */
 #define MSG_POLICY_RESPONSE             110u /* user -> driver, FilterReplyMessage payload */
+#define MSG_GET_DECISION_COUNTS         111u
+#define MSG_DECISION_COUNTS_REPLY       112u /* driver -> user, output buffer of GET_DECISION_COUNTS */
 
 /* ---------------------------------------------------------------------------------------------
  * Enumerations (stored in UINT32 fields)
@@ -392,7 +396,7 @@ typedef struct _AGENTSH_CACHE_UPDATE {
     AGENTSH_STRING PathPrefix;  /* PATH_PREFIX: case-insensitive prefix of the cached path */
 } AGENTSH_CACHE_UPDATE, *PAGENTSH_CACHE_UPDATE;
 
-/* MSG_SHUTDOWN, MSG_GET_METRICS (user -> driver): the header alone, 16 bytes */
+/* MSG_SHUTDOWN, MSG_GET_METRICS, MSG_GET_DECISION_COUNTS (user -> driver): the header alone, 16 bytes */
 
 /* MSG_SET_CONFIG (user -> driver), 48 bytes. Invalid values reject the whole config. */
 typedef struct _AGENTSH_CONFIG {
@@ -446,6 +450,35 @@ typedef struct _AGENTSH_EXCLUDE_PROCESS {
     UINT32 Count;               /* <= AGENTSH_MAX_EXCLUDED_PIDS */
 } AGENTSH_EXCLUDE_PROCESS, *PAGENTSH_EXCLUDE_PROCESS;
 #define AGENTSH_EXCLUDE_PROCESS_PIDS(m) ((const UINT32 *)((const unsigned char *)(m) + sizeof(AGENTSH_EXCLUDE_PROCESS)))
+
+/* MSG_DECISION_COUNTS_REPLY (driver -> user, output of GET_DECISION_COUNTS), 24 + 24 * Count bytes:
+ * Count AGENTSH_DECISION_COUNT entries follow the fixed part, one per combination counted at least
+ * once, in the order of their slots. The decisions of tracked processes that the driver made without
+ * an answer of its own since it started, by how (Source: DECISION_SOURCE_CACHE for a cache hit or
+ * the answer of an identical query in flight, DECISION_SOURCE_FAIL_MODE for the fail mode's), kind,
+ * operation and the decision enforced: what the client cannot count itself. Kind and Operation are
+ * 0 for a request whose kind or operation was out of range. The output buffer must hold
+ * AGENTSH_DECISION_COUNTS_MAX_SIZE bytes, else STATUS_BUFFER_TOO_SMALL. */
+typedef struct _AGENTSH_DECISION_COUNTS {
+    AGENTSH_MESSAGE_HEADER Header;
+    UINT32 Count;               /* <= AGENTSH_DECISION_COUNT_SLOTS */
+    UINT32 Reserved;
+} AGENTSH_DECISION_COUNTS, *PAGENTSH_DECISION_COUNTS;
+
+typedef struct _AGENTSH_DECISION_COUNT {
+    UINT32 Source;              /* DECISION_SOURCE_* */
+    UINT32 Kind;                /* AGENTSH_KIND_FILE / _REGISTRY, or 0 */
+    UINT32 Operation;           /* FILE_OP_* / REG_OP_*, or 0 */
+    UINT32 Decision;            /* DECISION_ALLOW / DECISION_DENY: the decision enforced */
+    UINT64 Count;
+} AGENTSH_DECISION_COUNT, *PAGENTSH_DECISION_COUNT;
+/* Slots: 2 sources x 3 kinds (0 = other) x 8 operations (0 = other) x 2 decisions */
+#define AGENTSH_DECISION_COUNT_SLOTS    96u
+#define AGENTSH_DECISION_COUNTS_MAX_SIZE (24u + 24u * AGENTSH_DECISION_COUNT_SLOTS)
+/* The largest output buffer a command fills (DECISION_COUNTS_REPLY; METRICS_REPLY and PONG are smaller). */
+#define AGENTSH_PORT_OUTPUT_SIZE        AGENTSH_DECISION_COUNTS_MAX_SIZE
+#define AGENTSH_DECISION_COUNTS_ENTRIES(m) \
+    ((const AGENTSH_DECISION_COUNT *)((const unsigned char *)(m) + sizeof(AGENTSH_DECISION_COUNTS)))
 
 /* MSG_PING (user -> driver), 24 bytes */
 typedef struct _AGENTSH_PING {
@@ -628,6 +661,15 @@ AGENTSH_ASSERT_OFFSET(AGENTSH_EXCLUDE_PROCESS, Count, 20);
 AGENTSH_ASSERT_SIZE(AGENTSH_PING, 24);
 AGENTSH_ASSERT_OFFSET(AGENTSH_PING, Timestamp, 16);
 
+AGENTSH_ASSERT_SIZE(AGENTSH_DECISION_COUNTS, 24);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_COUNTS, Count, 16);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_COUNTS, Reserved, 20);
+AGENTSH_ASSERT_SIZE(AGENTSH_DECISION_COUNT, 24);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_COUNT, Source, 0);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_COUNT, Kind, 4);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_COUNT, Operation, 8);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_COUNT, Decision, 12);
+AGENTSH_ASSERT_OFFSET(AGENTSH_DECISION_COUNT, Count, 16);
 AGENTSH_ASSERT_SIZE(AGENTSH_PONG, 32);
 AGENTSH_ASSERT_OFFSET(AGENTSH_PONG, ProtocolVersion, 16);
 AGENTSH_ASSERT_OFFSET(AGENTSH_PONG, ClientProcessId, 20);

@@ -129,9 +129,9 @@ static NTSTATUS AgentshPortMessage(_In_opt_ PVOID PortCookie, _In_reads_bytes_op
     _In_ ULONG OutputBufferLength, _Out_ PULONG ReturnOutputBufferLength)
 {
     AGENTSH_GLOBALS *g = &AgentshGlobals;
-    UINT8 output[sizeof(AGENTSH_METRICS)]; /* the largest reply */
     UINT32 produced = 0;
     void *capture;
+    UINT8 *output; /* AGENTSH_PORT_OUTPUT_SIZE: the largest reply */
     NTSTATUS status;
     KPROCESSOR_MODE mode = ExGetPreviousMode();
 
@@ -156,23 +156,36 @@ static NTSTATUS AgentshPortMessage(_In_opt_ PVOID PortCookie, _In_reads_bytes_op
         AgentshFree(capture, AGENTSH_TAG_CAPTURE);
         return GetExceptionCode();
     }
+    output = NULL;
+    if (OutputBufferLength != 0) {
+        output = (UINT8 *)AgentshAlloc(AGENTSH_PORT_OUTPUT_SIZE, AGENTSH_TAG_OUTPUT, AGENTSH_POOL_PAGED);
+        if (output == NULL) {
+            AgentshFree(capture, AGENTSH_TAG_CAPTURE);
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
+    }
     status = AgentshCoreDispatch(&g->Core, capture, InputBufferLength, output,
-                                 OutputBufferLength < sizeof(output) ? OutputBufferLength : (ULONG)sizeof(output),
+                                 OutputBufferLength < AGENTSH_PORT_OUTPUT_SIZE ? OutputBufferLength
+                                                                               : AGENTSH_PORT_OUTPUT_SIZE,
                                  &produced);
     AgentshFree(capture, AGENTSH_TAG_CAPTURE);
     if (NT_SUCCESS(status) && produced != 0) {
         if (OutputBuffer == NULL || OutputBufferLength < produced) {
-            return STATUS_BUFFER_TOO_SMALL;
-        }
-        __try {
-            if (mode != KernelMode) {
-                ProbeForWrite(OutputBuffer, produced, 1);
+            status = STATUS_BUFFER_TOO_SMALL;
+        } else {
+            __try {
+                if (mode != KernelMode) {
+                    ProbeForWrite(OutputBuffer, produced, 1);
+                }
+                RtlCopyMemory(OutputBuffer, output, produced);
+                *ReturnOutputBufferLength = produced;
+            } __except (EXCEPTION_EXECUTE_HANDLER) {
+                status = GetExceptionCode();
             }
-            RtlCopyMemory(OutputBuffer, output, produced);
-        } __except (EXCEPTION_EXECUTE_HANDLER) {
-            return GetExceptionCode();
         }
-        *ReturnOutputBufferLength = produced;
+    }
+    if (output != NULL) {
+        AgentshFree(output, AGENTSH_TAG_OUTPUT);
     }
     return status;
 }

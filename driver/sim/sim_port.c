@@ -489,7 +489,7 @@ static int HandleReply(SIM_PORT *P, int fd, uint64_t generation, const uint8_t *
 
 static int HandleSend(SIM_PORT *P, int fd, uint64_t outCap, const uint8_t *in, uint32_t len)
 {
-    uint8_t out[512];
+    uint8_t out[AGENTSH_PORT_OUTPUT_SIZE];
     UINT32 n = 0;
     uint32_t cap = outCap > sizeof(out) ? (uint32_t)sizeof(out) : (uint32_t)outCap;
     /* a private, exact-size copy: the core must not read past what the client sent */

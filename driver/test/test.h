@@ -60,4 +60,7 @@ NTSTATUS Dispatch(AGENTSH_CORE *Core, const void *Msg, uint32_t Size);
 /* builds a message with one string field; returns malloc'd buffer */
 void *BuildWithString(uint32_t Type, uint32_t FixedSize, uint32_t FieldOffset, const char *Str, uint32_t *Size);
 void GetMetrics(AGENTSH_CORE *Core, AGENTSH_METRICS *M);
+/* The count of (DECISION_SOURCE_*, kind, operation, decision) in a GET_DECISION_COUNTS reply (0 when
+ * absent); the reply is checked by the validator and for its order. */
+UINT64 DecisionCount(AGENTSH_CORE *Core, uint32_t Source, uint32_t Kind, uint32_t Op, uint32_t Decision);
 #endif

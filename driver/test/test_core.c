@@ -741,6 +741,94 @@ static void test_decision_events_held_bounded(void)
     CoreTeardown(&core);
 }
 
+static void test_decision_counts(void)
+{
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    AGENTSH_MESSAGE_HEADER h = { MSG_GET_DECISION_COUNTS, 16, 3 };
+    uint8_t out[AGENTSH_DECISION_COUNTS_MAX_SIZE];
+    AGENTSH_DECISION_COUNTS head;
+    UINT32 n = 0;
+    CoreSetup(&core, &port);
+    /* nothing decided alone yet: no entries */
+    CHECK(AgentshCoreDispatch(&core, &h, sizeof(h), out, sizeof(out), &n) == STATUS_SUCCESS);
+    CHECK_EQ(n, 24);
+    memcpy(&head, out, sizeof(head));
+    CHECK_EQ(head.Header.Type, MSG_DECISION_COUNTS_REPLY);
+    CHECK_EQ(head.Header.Size, 24);
+    CHECK_EQ(head.Header.RequestId, 3);
+    CHECK_EQ(head.Count, 0);
+    CHECK(AgentshCoreDispatch(&core, &h, sizeof(h), out, AGENTSH_DECISION_COUNTS_MAX_SIZE - 1, &n) ==
+          STATUS_BUFFER_TOO_SMALL);
+    CHECK_EQ(n, 0);
+    CHECK(AgentshCoreDispatch(&core, &h, sizeof(h), NULL, 0, &n) == STATUS_BUFFER_TOO_SMALL);
+    /* the broker's answers are counted by the broker, untracked processes by nobody */
+    port.Decision = DECISION_DENY;
+    DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\secret", NULL);
+    DecideFile(&core, 999, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\secret", NULL);
+    CHECK_EQ(DecisionCount(&core, DECISION_SOURCE_CACHE, AGENTSH_KIND_FILE, FILE_OP_WRITE, DECISION_DENY), 0);
+    /* cache hits, by kind, operation and decision */
+    DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\secret", NULL);
+    DecideFile(&core, 100, FILE_OP_WRITE, "\\DEVICE\\HARDDISKVOLUME3\\SECRET", NULL);
+    port.Decision = DECISION_ALLOW;
+    DecideFile(&core, 100, FILE_OP_READ, "\\Device\\HarddiskVolume3\\ok", NULL);
+    DecideFile(&core, 100, FILE_OP_READ, "\\Device\\HarddiskVolume3\\ok", NULL);
+    DecideReg(&core, 100, REG_OP_QUERY_VALUE, "\\REGISTRY\\MACHINE\\SOFTWARE\\A", "v");
+    DecideReg(&core, 100, REG_OP_QUERY_VALUE, "\\REGISTRY\\MACHINE\\SOFTWARE\\A", "v");
+    CHECK_EQ(DecisionCount(&core, DECISION_SOURCE_CACHE, AGENTSH_KIND_FILE, FILE_OP_WRITE, DECISION_DENY), 2);
+    CHECK_EQ(DecisionCount(&core, DECISION_SOURCE_CACHE, AGENTSH_KIND_FILE, FILE_OP_WRITE, DECISION_ALLOW), 0);
+    CHECK_EQ(DecisionCount(&core, DECISION_SOURCE_CACHE, AGENTSH_KIND_FILE, FILE_OP_READ, DECISION_ALLOW), 1);
+    CHECK_EQ(DecisionCount(&core, DECISION_SOURCE_CACHE, AGENTSH_KIND_REGISTRY, REG_OP_QUERY_VALUE, DECISION_ALLOW),
+             1);
+    /* fail mode: no client (open: allow), then a failed query (closed: deny) */
+    AgentshCoreClientDisconnected(&core);
+    DecideFile(&core, 100, FILE_OP_DELETE, "\\Device\\HarddiskVolume3\\x", NULL);
+    DecideReg(&core, 100, REG_OP_SET_VALUE, "\\REGISTRY\\MACHINE\\SOFTWARE\\B", "v");
+    AgentshCoreClientConnected(&core, 4242);
+    CHECK(SendConfig(&core, FAIL_MODE_CLOSED, 100, 10, 4096, 5000, 3600000, 1000) == STATUS_SUCCESS);
+    port.Mode = FAKE_TIMEOUT;
+    DecideFile(&core, 100, FILE_OP_DELETE, "\\Device\\HarddiskVolume3\\y", NULL);
+    CHECK_EQ(DecisionCount(&core, DECISION_SOURCE_FAIL_MODE, AGENTSH_KIND_FILE, FILE_OP_DELETE, DECISION_ALLOW), 1);
+    CHECK_EQ(DecisionCount(&core, DECISION_SOURCE_FAIL_MODE, AGENTSH_KIND_FILE, FILE_OP_DELETE, DECISION_DENY), 1);
+    CHECK_EQ(DecisionCount(&core, DECISION_SOURCE_FAIL_MODE, AGENTSH_KIND_REGISTRY, REG_OP_SET_VALUE,
+                           DECISION_ALLOW), 1);
+    /* the fail mode's counter and the table agree */
+    {
+        AGENTSH_METRICS m;
+        UINT64 failTotal = 0;
+        UINT32 i;
+        GetMetrics(&core, &m);
+        for (i = 0; i < AGENTSH_DECISION_COUNT_SLOTS; i++) {
+            failTotal += i >= AGENTSH_DECISION_COUNT_SLOTS / 2 ? core.DecisionCounts[i] : 0;
+        }
+        CHECK_EQ(failTotal, m.FailModeDecisions);
+        CHECK_EQ(m.CacheHitCount, 4);
+    }
+    /* the reply's shape: Count entries, Size 24 + 24 * Count, validated both ways */
+    CHECK(AgentshCoreDispatch(&core, &h, sizeof(h), out, sizeof(out), &n) == STATUS_SUCCESS);
+    memcpy(&head, out, sizeof(head));
+    CHECK_EQ(head.Count, 6);
+    CHECK_EQ(n, 24 + 6 * 24);
+    CHECK_EQ(AgentshValidateMessage(out, n, NULL), STATUS_SUCCESS);
+    ((AGENTSH_DECISION_COUNTS *)out)->Count = 5;
+    CHECK_EQ(AgentshValidateMessage(out, n, NULL), STATUS_INVALID_PARAMETER);
+    ((AGENTSH_DECISION_COUNTS *)out)->Count = AGENTSH_DECISION_COUNT_SLOTS + 1;
+    ((AGENTSH_DECISION_COUNTS *)out)->Header.Size = 24 + 24 * (AGENTSH_DECISION_COUNT_SLOTS + 1);
+    CHECK_EQ(AgentshValidateMessage(out, sizeof(out), NULL), STATUS_INVALID_PARAMETER);
+    /* a reply is not accepted from the client, and the request is the header alone */
+    ((AGENTSH_DECISION_COUNTS *)out)->Count = 6;
+    ((AGENTSH_DECISION_COUNTS *)out)->Header.Size = n;
+    CHECK(Dispatch(&core, out, n) == STATUS_NOT_SUPPORTED);
+    {
+        AGENTSH_PING longer;
+        memset(&longer, 0, sizeof(longer));
+        longer.Header.Type = MSG_GET_DECISION_COUNTS;
+        longer.Header.Size = sizeof(longer);
+        CHECK(AgentshCoreDispatch(&core, &longer, sizeof(longer), out, sizeof(out), &n) == STATUS_INVALID_PARAMETER);
+    }
+    CoreTeardown(&core);
+}
+
 static void test_alloc_failure_paths(void)
 {
     AGENTSH_CORE core;
@@ -775,5 +863,6 @@ const TEST_CASE gCoreTests[] = {
     { "allocation_failure_paths", test_alloc_failure_paths },
     { "decision_events_cache_failmode_held_rate_limited", test_decision_events },
     { "decision_events_held_bounded_by_bytes", test_decision_events_held_bounded },
+    { "decision_counts_by_source_kind_operation", test_decision_counts },
     { NULL, NULL }
 };

@@ -229,3 +229,35 @@ void GetMetrics(AGENTSH_CORE *Core, AGENTSH_METRICS *M)
         gTestFailed = 1;
     }
 }
+
+UINT64 DecisionCount(AGENTSH_CORE *Core, uint32_t Source, uint32_t Kind, uint32_t Op, uint32_t Decision)
+{
+    AGENTSH_MESSAGE_HEADER h = { MSG_GET_DECISION_COUNTS, 16, 11 };
+    uint8_t out[AGENTSH_DECISION_COUNTS_MAX_SIZE];
+    AGENTSH_DECISION_COUNTS head;
+    AGENTSH_DECISION_COUNT e;
+    UINT64 found = 0;
+    UINT32 n = 0, i, key, lastKey = 0;
+    if (AgentshCoreDispatch(Core, &h, sizeof(h), out, sizeof(out), &n) != STATUS_SUCCESS ||
+        AgentshValidateMessage(out, n, NULL) != STATUS_SUCCESS) {
+        gTestFailed = 1;
+        return 0;
+    }
+    memcpy(&head, out, sizeof(head));
+    if (head.Header.Type != MSG_DECISION_COUNTS_REPLY || head.Header.RequestId != 11 || head.Reserved != 0) {
+        gTestFailed = 1;
+    }
+    for (i = 0; i < head.Count; i++) {
+        memcpy(&e, out + sizeof(head) + i * sizeof(e), sizeof(e));
+        /* one entry per combination, never 0, in slot order */
+        key = (((e.Source * 3u + e.Kind) * 8u + e.Operation) * 2u) + e.Decision;
+        if (e.Count == 0 || (i > 0 && key <= lastKey)) {
+            gTestFailed = 1;
+        }
+        lastKey = key;
+        if (e.Source == Source && e.Kind == Kind && e.Operation == Op && e.Decision == Decision) {
+            found = e.Count;
+        }
+    }
+    return found;
+}

@@ -9,7 +9,16 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Message } from "./codec.js";
-import { C_CONSTANTS, LAYOUT_OF_TYPE, Layouts, MsgType, PortLayouts, type StructLayout } from "./protocol.js";
+import {
+  C_CONSTANTS,
+  itemSize,
+  LAYOUT_OF_TYPE,
+  Layouts,
+  type MsgType,
+  PortLayouts,
+  type StructLayout,
+  TRAILING_OF_TYPE,
+} from "./protocol.js";
 
 export const DRIVER_INC = resolve(import.meta.dirname, "../../../driver/inc");
 
@@ -126,11 +135,29 @@ export function goldenProgram(samples: readonly Message[]): string {
       else if (f.kind === "i32") out.push(`    printf(",\\"${f.ts}\\":%d", (int)m->${f.c});`);
       else out.push(`    printf(",\\"${f.ts}\\":%u", (unsigned)m->${f.c});`);
     }
-    if (Number(t) === MsgType.EXCLUDE_PROCESS) {
+    const trailing = TRAILING_OF_TYPE[Number(t) as MsgType];
+    if (trailing) {
+      // Each item read by memcpy into its C type from where the fixed part ends.
+      const item = trailing.item === "u32" ? "UINT32" : trailing.item.c;
+      const print =
+        trailing.item === "u32"
+          ? '      printf("%s%u", i ? "," : "", (unsigned)e);'
+          : [
+              '      printf("%s{", i ? "," : "");',
+              ...trailing.item.fields.map((f, j) =>
+                f.kind === "u64"
+                  ? `      printf("${j ? "," : ""}\\"${f.ts}\\":\\"%llu\\"", (unsigned long long)e.${f.c});`
+                  : `      printf("${j ? "," : ""}\\"${f.ts}\\":%u", (unsigned)e.${f.c});`,
+              ),
+              '      printf("}");',
+            ].join("\n");
       out.push(
-        "    if (m->Count > AGENTSH_MAX_EXCLUDED_PIDS || len != sizeof *m + 4u * m->Count) return -1;",
-        '    printf(",\\"processIds\\":[");',
-        '    for (UINT32 i = 0; i < m->Count; i++) printf("%s%u", i ? "," : "", (unsigned)AGENTSH_EXCLUDE_PROCESS_PIDS(m)[i]);',
+        `    if (m->Count > ${trailing.cMax} || len != sizeof *m + sizeof(${item}) * m->Count) return -1;`,
+        `    printf(",\\"${trailing.ts}\\":[");`,
+        "    for (UINT32 i = 0; i < m->Count; i++) {",
+        `      ${item} e; memcpy(&e, buf + sizeof *m + sizeof e * i, sizeof e);`,
+        print,
+        "    }",
         '    printf("]");',
       );
     }
@@ -153,16 +180,26 @@ export function goldenProgram(samples: readonly Message[]): string {
       `    m->${cField(layout, "RequestId")} = ${cLiteral("u64", msg.requestId)};`,
     );
     let at = "sizeof *m";
+    const trailing = TRAILING_OF_TYPE[msg.type];
+    const items = trailing ? (values[trailing.ts] as unknown[]) : [];
     for (const f of layout.fields) {
       if (f.kind === "header" || f.kind === "string") continue;
-      const v = f.c === "Count" ? (values.processIds as number[]).length : values[f.ts];
+      const v = trailing && f.c === "Count" ? items.length : values[f.ts];
       out.push(`    m->${f.c} = ${cLiteral(f.kind, v)};`);
     }
     out.push(`    size_t at = ${at};`);
     at = "at";
-    if (msg.type === MsgType.EXCLUDE_PROCESS) {
-      for (const pid of msg.processIds)
-        out.push(`    { UINT32 p = ${pid}u; memcpy(buf + at, &p, 4); at += 4; }`);
+    for (const item of items) {
+      const t = trailing!;
+      if (t.item === "u32") out.push(`    { UINT32 e = ${item}u; memcpy(buf + at, &e, 4); at += 4; }`);
+      else {
+        const sets = t.item.fields.map(
+          (f) => `e.${f.c} = ${cLiteral(f.kind, (item as Record<string, unknown>)[f.ts])};`,
+        );
+        out.push(
+          `    { ${t.item.c} e; memset(&e, 0, sizeof e); ${sets.join(" ")} memcpy(buf + at, &e, sizeof e); at += ${itemSize(t)}; }`,
+        );
+      }
     }
     for (const f of layout.fields) {
       if (f.kind !== "string") continue;

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { decodeMessage, encodeMessage, type Message } from "./codec.js";
 import { assertUnit, compileC, compileOnly, goldenProgram, layoutProgram } from "./codec-c-harness.js";
 import { SAMPLES } from "./codec-samples.js";
-import { C_CONSTANTS, LAYOUT_OF_TYPE, Layouts, PortLayouts } from "./protocol.js";
+import { C_CONSTANTS, LAYOUT_OF_TYPE, Layouts, PortLayouts, TRAILING_OF_TYPE } from "./protocol.js";
 
 const SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"];
 
@@ -22,17 +22,30 @@ function hasCompiler(cc: string): boolean {
 function asCJson(msg: Message): Record<string, unknown> {
   const layout = LAYOUT_OF_TYPE[msg.type];
   const values = msg as unknown as Record<string, unknown>;
+  const trailing = TRAILING_OF_TYPE[msg.type];
   const out: Record<string, unknown> = { type: msg.type, requestId: msg.requestId.toString() };
   for (const f of layout.fields) {
     const v = values[f.ts];
     if (f.kind === "header") continue;
-    if (f.c === "Count") out.count = (values.processIds as number[]).length;
+    if (trailing && f.c === "Count") out.count = (values[trailing.ts] as unknown[]).length;
     else if (f.kind === "u64") out[f.ts] = (v as bigint).toString();
     else if (f.kind === "string")
       out[f.ts] = Array.from({ length: (v as string).length }, (_, i) => (v as string).charCodeAt(i));
     else out[f.ts] = v;
   }
-  if ("processIds" in msg) out.processIds = msg.processIds;
+  if (trailing) {
+    const item = trailing.item;
+    out[trailing.ts] = (values[trailing.ts] as unknown[]).map((e) =>
+      item === "u32"
+        ? e
+        : Object.fromEntries(
+            Object.entries(e as Record<string, unknown>).map(([k, v]) => [
+              k,
+              typeof v === "bigint" ? v.toString() : v,
+            ]),
+          ),
+    );
+  }
   return out;
 }
 

@@ -7,7 +7,7 @@ export type CodecErrorCode =
   | "bad_string" // an AGENTSH_STRING outside the message, misaligned, or overlapping the fixed part
   | "missing_terminator" // the code unit after a string is not NUL
   | "invalid_utf16" // an unpaired surrogate
-  | "bad_count" // EXCLUDE_PROCESS.Count over the limit or disagreeing with Size
+  | "bad_count" // Count of EXCLUDE_PROCESS or DECISION_COUNTS_REPLY over the limit or disagreeing with Size
   | "bad_value"; // a value that cannot be encoded (encode side)
 
 /** The one error type of the codec: a code, a message naming what was wrong, and what was known. */

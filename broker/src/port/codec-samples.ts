@@ -188,6 +188,30 @@ export const SAMPLES: readonly Message[] = [
     processIds: [4, 1234, 0xffffffff],
   },
   { type: MsgType.EXCLUDE_PROCESS, requestId: 108n, action: ExcludeAction.REPLACE, processIds: [] },
+  { type: MsgType.GET_DECISION_COUNTS, requestId: 111n },
+  { type: MsgType.DECISION_COUNTS_REPLY, requestId: 111n, reserved: 0, entries: [] },
+  {
+    type: MsgType.DECISION_COUNTS_REPLY,
+    requestId: 112n,
+    reserved: 0,
+    entries: [
+      {
+        source: DecisionEventSource.CACHE,
+        kind: Kind.FILE,
+        operation: FileOp.WRITE,
+        decision: Decision.DENY,
+        count: 3n,
+      },
+      {
+        source: DecisionEventSource.CACHE,
+        kind: Kind.REGISTRY,
+        operation: RegOp.QUERY_VALUE,
+        decision: Decision.ALLOW,
+        count: MAX64,
+      },
+      { source: DecisionEventSource.FAIL_MODE, kind: 0, operation: 0, decision: Decision.DENY, count: 1n },
+    ],
+  },
   { type: MsgType.PING, requestId: 108n, timestamp: 1_790_000_000_000n },
   {
     type: MsgType.PONG,

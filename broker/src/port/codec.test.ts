@@ -180,6 +180,27 @@ describe("codec rejects malformed input with a typed error", () => {
     expect(decodeErr(b).code).toBe("bad_count");
   });
 
+  it("decision counts: a count that disagrees with the size or the limit, a bad entry", () => {
+    const entry = { source: 1, kind: 1, operation: 3, decision: 1, count: 5n };
+    const reply: Message = {
+      type: MsgType.DECISION_COUNTS_REPLY,
+      requestId: 1n,
+      reserved: 0,
+      entries: [entry],
+    };
+    const b = Buffer.from(encodeMessage(reply));
+    expect(b.length).toBe(48);
+    expect(decodeMessage(b)).toEqual({ ok: true, value: reply });
+    b.writeUInt32LE(2, 16);
+    expect(decodeErr(b).code).toBe("bad_count");
+    b.writeUInt32LE(97, 16);
+    expect(decodeErr(b).message).toMatch(/Count 97 > 96/);
+    expect(() => encodeMessage({ ...reply, entries: new Array(97).fill(entry) })).toThrow(/at most 96/);
+    expect(() => encodeMessage({ ...reply, entries: [{ ...entry, count: -1n }] })).toThrow(
+      /AGENTSH_DECISION_COUNTS\.entries\[0\]\.Count/,
+    );
+  });
+
   it("keeps the port MessageId on a malformed message so a reply is still possible", () => {
     const port = encodePortMessage(99n, 32, file);
     port.writeUInt32LE(7, 16);

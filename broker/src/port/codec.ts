@@ -6,14 +6,15 @@
 import { CodecError, type Result } from "./codec-error.js";
 import {
   type FieldsOf,
+  itemSize,
   LAYOUT_OF_TYPE,
   Layouts,
-  MAX_EXCLUDED_PIDS,
   MAX_MESSAGE_SIZE,
   MAX_STRING_CHARS,
   MsgType,
   PORT_HEADER_SIZE,
   type StructLayout,
+  TRAILING_OF_TYPE,
 } from "./protocol.js";
 
 type L = typeof Layouts;
@@ -40,6 +41,14 @@ export type ExcludeProcess = Base<typeof MsgType.EXCLUDE_PROCESS> & {
   action: number;
   processIds: number[];
 };
+export type GetDecisionCounts = Base<typeof MsgType.GET_DECISION_COUNTS>;
+/** One (source, kind, operation, decision) the driver counted, and its count. */
+export type DecisionCount = FieldsOf<L["decisionCount"]>;
+/** Count is not a property: it is entries.length. */
+export type DecisionCountsReply = Base<typeof MsgType.DECISION_COUNTS_REPLY> & {
+  reserved: number;
+  entries: DecisionCount[];
+};
 export type Ping = Base<typeof MsgType.PING> & FieldsOf<L["ping"]>;
 export type Pong = Base<typeof MsgType.PONG> & FieldsOf<L["pong"]>;
 
@@ -58,6 +67,8 @@ export type Message =
   | GetMetrics
   | MetricsReply
   | ExcludeProcess
+  | GetDecisionCounts
+  | DecisionCountsReply
   | Ping
   | Pong;
 
@@ -127,14 +138,15 @@ export function encodeMessage(msg: Message): Buffer {
     if (f.kind === "string")
       strings.push({ offsetAt: f.offset, text: checkString(where(f.c), values[f.ts]) });
   }
-  let pids: number[] = [];
-  if (type === MsgType.EXCLUDE_PROCESS) {
-    const list = values.processIds;
-    if (!Array.isArray(list) || list.length > MAX_EXCLUDED_PIDS) {
-      throw badValue(where("ProcessIds"), `expected an array of at most ${MAX_EXCLUDED_PIDS} pids`);
+  const trailing = TRAILING_OF_TYPE[type];
+  let items: unknown[] = [];
+  if (trailing) {
+    const list = values[trailing.ts];
+    if (!Array.isArray(list) || list.length > trailing.max) {
+      throw badValue(where(trailing.ts), `expected an array of at most ${trailing.max} items`);
     }
-    pids = list.map((p, i) => checkU32(`${where("ProcessIds")}[${i}]`, p));
-    size += 4 * pids.length;
+    items = list;
+    size += itemSize(trailing) * items.length;
   }
   for (const s of strings) size += s.text.length ? 2 * (s.text.length + 1) : 0; // empty = {0, 0}, no bytes
   if (size > MAX_MESSAGE_SIZE)
@@ -146,15 +158,19 @@ export function encodeMessage(msg: Message): Buffer {
   buf.writeBigUInt64LE(checkU64("requestId", msg.requestId), 8);
   for (const f of layout.fields) {
     const v = values[f.ts];
-    if (f.kind === "u32")
-      buf.writeUInt32LE(f.c === "Count" ? pids.length : checkU32(where(f.c), v), f.offset);
-    else if (f.kind === "i32") buf.writeInt32LE(checkI32(where(f.c), v), f.offset);
-    else if (f.kind === "u64") buf.writeBigUInt64LE(checkU64(where(f.c), v), f.offset);
+    if (trailing && f.c === "Count") buf.writeUInt32LE(items.length, f.offset);
+    else writeNumber(buf, f, f.offset, v, where);
   }
   let at = layout.size;
-  for (const pid of pids) {
-    buf.writeUInt32LE(pid, at);
-    at += 4;
+  for (const [i, item] of items.entries()) {
+    const itemAt = (f: string) => `${where(trailing!.ts)}[${i}]${f ? `.${f}` : ""}`;
+    if (trailing!.item === "u32") buf.writeUInt32LE(checkU32(itemAt(""), item), at);
+    else {
+      if (typeof item !== "object" || item === null) throw badValue(itemAt(""), "expected an object");
+      for (const f of trailing!.item.fields)
+        writeNumber(buf, f, at + f.offset, (item as Record<string, unknown>)[f.ts], itemAt);
+    }
+    at += itemSize(trailing!);
   }
   for (const s of strings) {
     if (s.text.length === 0) continue; // absent: {0, 0}
@@ -163,6 +179,19 @@ export function encodeMessage(msg: Message): Buffer {
     at += buf.write(s.text, at, "utf16le") + 2; // + NUL (already zero)
   }
   return buf;
+}
+
+/** Writes the number field `f` of value `v` at `at`, checked for its kind. */
+function writeNumber(
+  buf: Buffer,
+  f: { c: string; kind: string },
+  at: number,
+  v: unknown,
+  where: (f: string) => string,
+): void {
+  if (f.kind === "u32") buf.writeUInt32LE(checkU32(where(f.c), v), at);
+  else if (f.kind === "i32") buf.writeInt32LE(checkI32(where(f.c), v), at);
+  else if (f.kind === "u64") buf.writeBigUInt64LE(checkU64(where(f.c), v), at);
 }
 
 /** FILTER_MESSAGE_HEADER + message: what a FilterGetMessage buffer holds (simulator and tests). */
@@ -294,7 +323,8 @@ export function decodeMessage(bytes: Uint8Array): Result<Message> {
     return fail("short_buffer", `${layout.c} needs ${layout.size} bytes, Header.Size is ${size}`, type);
   }
   const hasStrings = layout.fields.some((f) => f.kind === "string");
-  if (!hasStrings && type !== MsgType.EXCLUDE_PROCESS && size !== layout.size) {
+  const trailing = TRAILING_OF_TYPE[type];
+  if (!hasStrings && !trailing && size !== layout.size) {
     return fail("size_mismatch", `${layout.c} is fixed-size ${layout.size}, Header.Size is ${size}`, type);
   }
 
@@ -320,20 +350,35 @@ export function decodeMessage(bytes: Uint8Array): Result<Message> {
         break;
     }
   }
-  if (type === MsgType.EXCLUDE_PROCESS) {
+  if (trailing) {
     const count = out.count as number;
     delete out.count;
-    if (count > MAX_EXCLUDED_PIDS) return fail("bad_count", `Count ${count} > ${MAX_EXCLUDED_PIDS}`, type);
-    if (size !== layout.size + 4 * count) {
+    if (count > trailing.max) return fail("bad_count", `Count ${count} > ${trailing.max}`, type);
+    const each = itemSize(trailing);
+    if (size !== layout.size + each * count) {
       return fail(
         "bad_count",
-        `Count ${count} needs Size ${layout.size + 4 * count}, Header.Size is ${size}`,
+        `Count ${count} needs Size ${layout.size + each * count}, Header.Size is ${size}`,
         type,
       );
     }
-    const pids: number[] = [];
-    for (let i = 0; i < count; i++) pids.push(dv.getUint32(layout.size + 4 * i, true));
-    out.processIds = pids;
+    const items: unknown[] = [];
+    for (let i = 0, at = layout.size; i < count; i++, at += each) {
+      if (trailing.item === "u32") {
+        items.push(dv.getUint32(at, true));
+        continue;
+      }
+      const item: Record<string, number | bigint> = {};
+      for (const f of trailing.item.fields)
+        item[f.ts] =
+          f.kind === "u64"
+            ? dv.getBigUint64(at + f.offset, true)
+            : f.kind === "i32"
+              ? dv.getInt32(at + f.offset, true)
+              : dv.getUint32(at + f.offset, true);
+      items.push(item);
+    }
+    out[trailing.ts] = items;
   }
   return { ok: true, value: out as unknown as Message };
 }

@@ -7,6 +7,7 @@
 import { EventEmitter } from "node:events";
 import {
   type AuditEvent,
+  type DecisionCountsReply,
   type DecisionEvent,
   decodeMessage,
   decodePortMessage,
@@ -26,6 +27,7 @@ import { describeHr, HR, hresult, isPortLost, succeeded } from "./port-hresult.j
 import { MAX_PENDING_READS, PortReader } from "./port-reader.js";
 import {
   CONNECT_MAGIC,
+  DECISION_COUNTS_MAX_SIZE,
   Decision,
   ExcludeAction,
   Layouts,
@@ -173,6 +175,22 @@ export class PortClient extends EventEmitter {
     if (!r.ok) throw r.error;
     if (r.value.type !== MsgType.METRICS_REPLY)
       throw new CodecError("unknown_type", `GET_METRICS answered type ${r.value.type}`);
+    return r.value;
+  }
+
+  /**
+   * GET_DECISION_COUNTS: the decisions the driver made without the broker's answer, by source, kind,
+   * operation and decision. A PortError with HR.ERROR_NOT_SUPPORTED from a driver without it.
+   */
+  getDecisionCounts(): DecisionCountsReply {
+    const out = this.command(
+      { type: MsgType.GET_DECISION_COUNTS, requestId: this.id() },
+      DECISION_COUNTS_MAX_SIZE,
+    );
+    const r = decodeMessage(out);
+    if (!r.ok) throw r.error;
+    if (r.value.type !== MsgType.DECISION_COUNTS_REPLY)
+      throw new CodecError("unknown_type", `GET_DECISION_COUNTS answered type ${r.value.type}`);
     return r.value;
   }
 

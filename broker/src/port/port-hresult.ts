@@ -16,6 +16,8 @@ export const HR = {
   ERROR_IO_PENDING: fromWin32(997),
   ERROR_CONNECTION_REFUSED: fromWin32(1225),
   ERROR_ACCESS_DENIED: fromWin32(5),
+  /** STATUS_NOT_SUPPORTED: e.g. a command an older driver does not know. */
+  ERROR_NOT_SUPPORTED: fromWin32(50),
   ERROR_FLT_NO_WAITER_FOR_REPLY: 0x801f0020,
 } as const;
 

@@ -33,6 +33,8 @@ export const MsgType = {
   PING: 108,
   PONG: 109,
   POLICY_RESPONSE: 110,
+  GET_DECISION_COUNTS: 111,
+  DECISION_COUNTS_REPLY: 112,
 } as const;
 export type MsgType = (typeof MsgType)[keyof typeof MsgType];
 
@@ -66,6 +68,10 @@ export const DecisionReason = {
   WAIT_TIMEOUT: 6,
   UNDECIDABLE: 7,
 } as const;
+/** AGENTSH_DECISION_COUNTS: the most entries a reply has (2 sources x 3 kinds x 8 operations x 2 decisions). */
+export const DECISION_COUNT_SLOTS = 96;
+/** The output buffer GET_DECISION_COUNTS needs: the reply with every slot (24 + 24 * 96 bytes). */
+export const DECISION_COUNTS_MAX_SIZE = 24 + 24 * DECISION_COUNT_SLOTS;
 /** Decision events the driver queues a second at most (AGENTSH_DECISION_EVENTS_PER_SECOND). */
 export const DECISION_EVENTS_PER_SECOND = 1000;
 
@@ -133,6 +139,9 @@ export const C_CONSTANTS: Record<string, number> = {
   AGENTSH_CONFIG_FLAGS_VALID: ConfigFlag.AUDIT_RESULTS | ConfigFlag.DECISION_EVENTS,
   AGENTSH_CONFIG_DEFAULT_FLAGS: 0,
   AGENTSH_DECISION_EVENTS_PER_SECOND: DECISION_EVENTS_PER_SECOND,
+  AGENTSH_DECISION_COUNT_SLOTS: DECISION_COUNT_SLOTS,
+  AGENTSH_DECISION_COUNTS_MAX_SIZE: DECISION_COUNTS_MAX_SIZE,
+  AGENTSH_PORT_OUTPUT_SIZE: DECISION_COUNTS_MAX_SIZE,
   ...prefixed("DECISION_SOURCE_", DecisionEventSource),
   ...prefixed("DECISION_REASON_", DecisionReason),
 };
@@ -335,6 +344,14 @@ export const Layouts = {
     ["Reserved", "u32"],
   ]),
   excludeProcess: struct("AGENTSH_EXCLUDE_PROCESS", [H, ["Action", "u32"], ["Count", "u32"]]),
+  decisionCounts: struct("AGENTSH_DECISION_COUNTS", [H, ["Count", "u32"], ["Reserved", "u32"]]),
+  decisionCount: struct("AGENTSH_DECISION_COUNT", [
+    ["Source", "u32"],
+    ["Kind", "u32"],
+    ["Operation", "u32"],
+    ["Decision", "u32"],
+    ["Count", "u64"],
+  ]),
   ping: struct("AGENTSH_PING", [H, ["Timestamp", "u64"]]),
   pong: struct("AGENTSH_PONG", [
     H,
@@ -344,7 +361,7 @@ export const Layouts = {
   ]),
 } as const satisfies Record<string, StructLayout>;
 
-/** SHUTDOWN and GET_METRICS: the header alone (same C struct as Layouts.header, no body fields). */
+/** SHUTDOWN, GET_METRICS and GET_DECISION_COUNTS: the header alone (same C struct as Layouts.header, no body fields). */
 export const HEADER_ONLY = struct("AGENTSH_MESSAGE_HEADER", [H]);
 
 /** Port framing structs (fltUserStructures.h), checked against the Windows headers too. */
@@ -373,4 +390,36 @@ export const LAYOUT_OF_TYPE: Record<MsgType, StructLayout> = {
   [MsgType.PING]: Layouts.ping,
   [MsgType.PONG]: Layouts.pong,
   [MsgType.POLICY_RESPONSE]: Layouts.policyResponse,
+  [MsgType.GET_DECISION_COUNTS]: HEADER_ONLY,
+  [MsgType.DECISION_COUNTS_REPLY]: Layouts.decisionCounts,
 };
+
+/**
+ * The messages whose fixed part is followed by `Count` items (no flexible array member in C, so
+ * sizeof is the fixed part): Size == fixed + Count * item size, Count <= max. `ts` names the array
+ * in the decoded object (Count is not a property); `item` is a u32 or a struct of u32/u64 fields.
+ */
+export interface Trailing {
+  readonly ts: string;
+  readonly item: "u32" | StructLayout;
+  readonly max: number;
+  /** The C constant of `max`. */
+  readonly cMax: string;
+}
+export const TRAILING_OF_TYPE: Partial<Record<MsgType, Trailing>> = {
+  [MsgType.EXCLUDE_PROCESS]: {
+    ts: "processIds",
+    item: "u32",
+    max: MAX_EXCLUDED_PIDS,
+    cMax: "AGENTSH_MAX_EXCLUDED_PIDS",
+  },
+  [MsgType.DECISION_COUNTS_REPLY]: {
+    ts: "entries",
+    item: Layouts.decisionCount,
+    max: DECISION_COUNT_SLOTS,
+    cMax: "AGENTSH_DECISION_COUNT_SLOTS",
+  },
+};
+
+/** The bytes of one trailing item. */
+export const itemSize = (t: Trailing): number => (t.item === "u32" ? 4 : t.item.size);
