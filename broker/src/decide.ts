@@ -14,42 +14,15 @@ import {
 } from "@agentsh/proto";
 import { create } from "@bufbuild/protobuf";
 import type { Span } from "@opentelemetry/api";
+import { FILE_OPS, REG_OPS } from "./driver-ops.js";
 import type { DecisionEvent } from "./port/codec.js";
 import type { DriverRequest, ReplyFields } from "./port/port-client.js";
 import { replyFor } from "./port/port-client.js";
-import {
-  DecisionEventSource,
-  DecisionReason,
-  Kind as DriverKind,
-  FileOp,
-  MsgType,
-  RegOp,
-} from "./port/protocol.js";
+import { DecisionEventSource, DecisionReason, Kind as DriverKind, MsgType, RegOp } from "./port/protocol.js";
 import type { DecisionSource, Relay } from "./relay/relay.js";
 import type { Session, SessionStore } from "./session/session-store.js";
 import { decisionDone, decisionStarted } from "./telemetry-decision.js";
 import type { VolumeMap } from "./volumes.js";
-
-const FILE_OPS: Record<number, Operation> = {
-  [FileOp.CREATE]: Operation.CREATE,
-  [FileOp.READ]: Operation.READ,
-  [FileOp.WRITE]: Operation.WRITE,
-  [FileOp.DELETE]: Operation.DELETE,
-  [FileOp.RENAME]: Operation.RENAME,
-  // A hard link is judged like a rename: the source may not gain a name the policy forbids, and
-  // the destination must be creatable (driver_operation tells the server it was a link).
-  [FileOp.LINK]: Operation.RENAME,
-};
-
-const REG_OPS: Record<number, Operation> = {
-  [RegOp.CREATE_KEY]: Operation.CREATE,
-  [RegOp.OPEN_KEY]: Operation.READ,
-  [RegOp.SET_VALUE]: Operation.WRITE,
-  [RegOp.DELETE_KEY]: Operation.DELETE,
-  [RegOp.DELETE_VALUE]: Operation.DELETE,
-  [RegOp.RENAME_KEY]: Operation.RENAME,
-  [RegOp.QUERY_VALUE]: Operation.READ,
-};
 
 /** A path still named by its device (no drive letter for it): \Device\HarddiskVolume9\... */
 const DEVICE_PATH = /^\\device\\/i;

@@ -1,7 +1,9 @@
 // Joins one Broker to its metrics (telemetry-metrics.ts): what the observed instruments read, the
 // driver metrics poll (GET_METRICS every `pollMs`), breaker transitions and policy versions.
 import type { Broker } from "./broker.js";
-import type { MetricsReply } from "./port/codec.js";
+import type { DecisionCountsReply, MetricsReply } from "./port/codec.js";
+import { PortError } from "./port/port-client.js";
+import { HR, hresult } from "./port/port-hresult.js";
 import type { BreakerState } from "./relay/relay-breaker.js";
 import {
   addBrokerSource,
@@ -19,6 +21,8 @@ export class BrokerTelemetry implements BrokerSource {
   private readonly poll = new DriverPoll();
   private timer: NodeJS.Timeout | null = null;
   private readonly versions: string[] = [];
+  /** False once the connected driver answered GET_DECISION_COUNTS with "not supported". */
+  private countsSupported = true;
 
   constructor(
     private readonly broker: Broker,
@@ -27,7 +31,10 @@ export class BrokerTelemetry implements BrokerSource {
 
   // At the first connection the driver's counters become the baseline; after a reconnect, what the
   // driver decided alone meanwhile (fail mode) is counted.
-  private readonly onConnected = () => this.pollDriver();
+  private readonly onConnected = () => {
+    this.countsSupported = true; // maybe another driver
+    this.pollDriver();
+  };
 
   start(): void {
     addBrokerSource(this);
@@ -50,11 +57,23 @@ export class BrokerTelemetry implements BrokerSource {
     try {
       const m = this.broker.port.getMetrics();
       this.metrics = m;
-      this.poll.delta(m);
+      this.poll.delta(m, this.decisionCounts());
     } catch {
       // the port is going away; the next connection's first answer continues the count
     }
     return this.metrics;
+  }
+
+  /** GET_DECISION_COUNTS, or undefined from a driver without it (counted by source only, then). */
+  private decisionCounts(): DecisionCountsReply | undefined {
+    if (!this.countsSupported) return undefined;
+    try {
+      return this.broker.port.getDecisionCounts();
+    } catch (e) {
+      if (!(e instanceof PortError && hresult(e.hr) === HR.ERROR_NOT_SUPPORTED)) throw e;
+      this.countsSupported = false;
+      return undefined;
+    }
   }
 
   /** A decision the driver made alone reached the broker; `suppressed` more were left out before it. */

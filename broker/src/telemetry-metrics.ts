@@ -3,9 +3,10 @@
 // counted into plain arrays and published at collection (an observed counter; histograms through
 // the telemetry package's metric producer, telemetry/metrics.ts); approvals and breaker transitions
 // are synchronous instruments; everything that is a state or a counter kept elsewhere (driver GET_METRICS, breaker,
-// port, sessions, policy version) is observed at collection time. The driver's cache counters are
-// polled every `pollMs` and their deltas also counted as decisions of source driver_cache and
-// driver_fail_mode, so `agentsh_decisions_total` by source covers every hop.
+// port, sessions, policy version) is observed at collection time. The driver's counts of what it
+// decided alone (GET_DECISION_COUNTS) are polled every `pollMs` and their deltas counted as decisions
+// of source driver_cache and driver_fail_mode, by kind, operation and decision like the broker's own,
+// so `agentsh_decisions_total` covers every hop.
 //
 // Attribute values are small fixed sets (kind, operation, decision, source, hop, outcome, ...);
 // never a path, a session token or a pid. Names and units: deploy/README.md.
@@ -20,7 +21,10 @@ import type {
   ObservableGauge,
   UpDownCounter,
 } from "@opentelemetry/api";
-import type { MetricsReply } from "./port/codec.js";
+import type { DriverDecisionSource } from "./decide.js";
+import { checkKindOperation } from "./driver-ops.js";
+import type { DecisionCount, DecisionCountsReply, MetricsReply } from "./port/codec.js";
+import { DecisionEventSource, Decision as DriverDecision } from "./port/protocol.js";
 
 export const SCOPE = "agentsh-broker";
 export const SCOPE_VERSION = "0.1.0";
@@ -92,27 +96,35 @@ const decisionSlots: Slot[] = [];
 const slotBySmallKey: Array<Slot | undefined> = [];
 const slotByKey = new Map<string, Slot>();
 
+/** agentsh.decisions as it would be observed now: every series and its count (tests). */
+export function decisionSeries(): ReadonlyArray<{ attrs: Attributes; n: number }> {
+  return decisionSlots.map((s) => ({ attrs: s.attrs, n: s.n }));
+}
+
 function newSlot(attrs: Attributes): Slot {
   const s = { attrs: Object.freeze(attrs), n: 0 };
   decisionSlots.push(s);
   return s;
 }
 
-/** The broker's decision sources (an index each). */
-const SOURCES = ["server", "stale", "fail_mode"];
+/** The decision sources (an index each): the broker's, then the driver's own. */
+const SOURCES = ["server", "stale", "fail_mode", "driver_cache", "driver_fail_mode"];
 
-/** One decision the broker made (source server, stale or fail_mode). */
-export function countDecision(kind: Kind, op: Operation, decision: Decision, source: string): void {
+/**
+ * `n` decisions (one by default) of a source: server, stale or fail_mode (the broker's), or
+ * driver_cache or driver_fail_mode (the driver's own, from GET_DECISION_COUNTS).
+ */
+export function countDecision(kind: Kind, op: Operation, decision: Decision, source: string, n = 1): void {
   const si = SOURCES.indexOf(source);
   // Enum values are small integers: one array slot per combination (others: a keyed map).
   if (si >= 0 && kind >= 0 && kind < 4 && op >= 0 && op < 32 && decision >= 0 && decision < 8) {
-    const k = ((((kind << 5) | op) << 3) | decision) * 4 + si;
+    const k = ((((kind << 5) | op) << 3) | decision) * 8 + si;
     let s = slotBySmallKey[k];
     if (!s) {
       s = newSlot(decisionAttrs(kind, op, decision, source));
       slotBySmallKey[k] = s;
     }
-    s.n++;
+    s.n += n;
     return;
   }
   const key = `${kind}|${op}|${decision}|${source}`;
@@ -121,15 +133,18 @@ export function countDecision(kind: Kind, op: Operation, decision: Decision, sou
     s = newSlot(decisionAttrs(kind, op, decision, source));
     slotByKey.set(key, s);
   }
-  s.n++;
+  s.n += n;
 }
 
 function decisionAttrs(kind: Kind, op: Operation, decision: Decision, source: string): Attributes {
   return { kind: kindName(kind), operation: operationName(op), decision: decisionName(decision), source };
 }
 
-/** Decisions the driver made alone (source driver_cache or driver_fail_mode), from GET_METRICS. */
-export function countDriverDecisions(source: "driver_cache" | "driver_fail_mode", n: number): void {
+/**
+ * Decisions the driver made alone counted by source only: from a driver without
+ * GET_DECISION_COUNTS, whose GET_METRICS says how many but not of what.
+ */
+function countDriverDecisionsBySource(source: DriverDecisionSource, n: number): void {
   let s = slotByKey.get(source);
   if (!s) {
     s = newSlot({ source });
@@ -137,9 +152,6 @@ export function countDriverDecisions(source: "driver_cache" | "driver_fail_mode"
   }
   s.n += n;
 }
-
-// Series that exist before anything happens (alerts and panels query them).
-for (const source of ["driver_cache", "driver_fail_mode"] as const) countDriverDecisions(source, 0);
 
 // -- histograms (counted in arrays, published by the telemetry package's metric producer) ----------
 
@@ -351,18 +363,55 @@ function observeAll(meter: Meter): void {
   }, Object.values(o));
 }
 
-/** Adds the driver's new cache hits and fail-mode decisions since the last poll to agentsh.decisions. */
+const DRIVER_SOURCE: Record<number, DriverDecisionSource> = {
+  [DecisionEventSource.CACHE]: "driver_cache",
+  [DecisionEventSource.FAIL_MODE]: "driver_fail_mode",
+};
+const DRIVER_DECISION: Record<number, Decision> = {
+  [DriverDecision.ALLOW]: Decision.ALLOW,
+  [DriverDecision.DENY]: Decision.DENY,
+};
+
+/**
+ * Adds what the driver decided alone since the last poll to agentsh.decisions: by kind, operation,
+ * decision and source from GET_DECISION_COUNTS, or, from a driver without it (`counts` undefined),
+ * its cache hits and fail-mode decisions from GET_METRICS by source only.
+ */
 export class DriverPoll {
   private last: MetricsReply | undefined;
+  private lastCounts = new Map<string, bigint>();
 
-  delta(m: MetricsReply): void {
+  delta(m: MetricsReply, counts?: DecisionCountsReply): void {
     const prev = this.last;
     this.last = m;
-    if (!prev) return; // the first answer is the baseline
+    const before = this.lastCounts;
+    if (counts) {
+      this.lastCounts = new Map(counts.entries.map((e) => [driverSlot(e), e.count]));
+      if (!prev) return; // the first answer is the baseline
+      for (const e of counts.entries) {
+        const was = before.get(driverSlot(e)) ?? 0n;
+        // Below the last value: the driver restarted and counts from 0 again.
+        const n = e.count >= was ? e.count - was : e.count;
+        if (n === 0n) continue;
+        const { kind, operation } = checkKindOperation(e.kind, e.operation);
+        const source = DRIVER_SOURCE[e.source] ?? "driver_cache";
+        countDecision(
+          kind,
+          operation,
+          DRIVER_DECISION[e.decision] ?? Decision.UNSPECIFIED,
+          source,
+          Number(n),
+        );
+      }
+      return;
+    }
+    if (!prev) return;
     const hits = m.cacheHitCount - prev.cacheHitCount;
     const fail = m.failModeDecisions - prev.failModeDecisions;
     // A driver restart resets its counters: start again from the new values.
-    if (hits > 0n) countDriverDecisions("driver_cache", Number(hits));
-    if (fail > 0n) countDriverDecisions("driver_fail_mode", Number(fail));
+    if (hits > 0n) countDriverDecisionsBySource("driver_cache", Number(hits));
+    if (fail > 0n) countDriverDecisionsBySource("driver_fail_mode", Number(fail));
   }
 }
+
+const driverSlot = (e: DecisionCount) => `${e.source}|${e.kind}|${e.operation}|${e.decision}`;

@@ -315,6 +315,23 @@ describe("observability against a real Prometheus", () => {
       const r = await query('sum(agentsh_driver_decision_reports_total{outcome="reported"})');
       return Number(r.data.result[0]?.value[1] ?? 0) > 0 ? true : undefined;
     });
+    // The driver's own decisions are counted by kind, operation and decision too (GET_DECISION_COUNTS),
+    // like the broker's: the denial it repeated is a driver_cache file read denied.
+    await until("the driver's cached denial counted", async () => {
+      const r = await query(
+        'sum(agentsh_decisions_total{source="driver_cache",kind="file",operation="read",decision="deny"})',
+      );
+      return Number(r.data.result[0]?.value[1] ?? 0) > 0 ? true : undefined;
+    });
+    const driver = await query(
+      'sum by (kind, operation, decision) (agentsh_decisions_total{source=~"driver_.*"})',
+    );
+    expect(driver.data.result.length).toBeGreaterThan(1);
+    for (const x of driver.data.result) {
+      expect(x.metric.kind).toMatch(/^(file|registry)$/);
+      expect(x.metric.operation).toMatch(/^(create|read|write|delete|rename)$/);
+      expect(x.metric.decision).toMatch(/^(allow|deny)$/);
+    }
   });
 
   it("a refused policy reload fires AgentshPolicyReloadFailed", async () => {
