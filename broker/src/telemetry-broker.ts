@@ -1,5 +1,6 @@
 // Joins one Broker to its metrics (telemetry-metrics.ts): what the observed instruments read, the
-// driver metrics poll (GET_METRICS every `pollMs`), breaker transitions and policy versions.
+// driver metrics poll (GET_METRICS and GET_DECISION_COUNTS every `pollMs`), breaker transitions and
+// policy versions.
 import type { Broker } from "./broker.js";
 import type { DecisionCountsReply, MetricsReply } from "./port/codec.js";
 import { PortError } from "./port/port-client.js";
@@ -51,7 +52,7 @@ export class BrokerTelemetry implements BrokerSource {
     removeBrokerSource(this);
   }
 
-  /** Reads GET_METRICS now (also done every pollMs). */
+  /** Reads GET_METRICS and GET_DECISION_COUNTS now (also done every pollMs). */
   pollDriver(): MetricsReply | undefined {
     if (!this.broker.port.connected) return this.metrics;
     try {

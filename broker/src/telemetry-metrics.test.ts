@@ -18,12 +18,14 @@ function count(attrs: Record<string, string>): number {
     .reduce((a, s) => a + s.n, 0);
 }
 
-const metrics = (cacheHitCount: bigint, failModeDecisions: bigint) =>
+const metrics = (cacheHitCount: bigint, failModeDecisions: bigint, allowDecisions = 100n) =>
   ({
     type: MsgType.METRICS_REPLY,
     requestId: 1n,
     cacheHitCount,
     failModeDecisions,
+    allowDecisions,
+    denyDecisions: 0n,
   }) as unknown as MetricsReply;
 const counts = (...entries: DecisionCount[]): DecisionCountsReply => ({
   type: MsgType.DECISION_COUNTS_REPLY,
@@ -71,13 +73,41 @@ describe("DriverPoll: what the driver decided alone, into agentsh.decisions", ()
     expect(count(cachedReadDeny) - base[0]!).toBe(2);
     expect(count(failWrite) - base[1]!).toBe(2);
     expect(count(regRead) - base[2]!).toBe(2);
-    // a driver restart: counts below the last ones start again from 0
-    poll.delta(metrics(1n, 0n), counts(entry(CACHE, Kind.FILE, FileOp.READ, DENY, 1n)));
+    // a driver restart: a count below the last one, or one gone, means every count starts from 0
+    const fresh = (readDenies: bigint) =>
+      counts(
+        entry(CACHE, Kind.FILE, FileOp.READ, DENY, readDenies),
+        entry(FAIL_MODE, Kind.REGISTRY, RegOp.SET_VALUE, ALLOW, 9n),
+      );
+    poll.delta(metrics(1n, 0n), fresh(1n));
     expect(count(cachedReadDeny) - base[0]!).toBe(3);
+    expect(count(failWrite) - base[1]!).toBe(11);
     // nothing new, nothing counted; and never a series without its kind, operation and decision
-    poll.delta(metrics(1n, 0n), counts(entry(CACHE, Kind.FILE, FileOp.READ, DENY, 1n)));
+    poll.delta(metrics(1n, 0n), fresh(1n));
     expect(count(cachedReadDeny) - base[0]!).toBe(3);
+    expect(count(failWrite) - base[1]!).toBe(11);
+    // a restart whose counts all stand at or above the last ones shows in the driver's total decisions
+    poll.delta(metrics(1n, 0n, 50n), fresh(2n));
+    expect(count(cachedReadDeny) - base[0]!).toBe(5);
+    expect(count(failWrite) - base[1]!).toBe(20);
     expect(count({ source: "driver_cache" })).toBe(0);
+  });
+
+  it("a driver with the counts after one without them: everything it counted is new", () => {
+    const cachedWrite = { kind: "file", operation: "write", decision: "allow", source: "driver_cache" };
+    const base = count(cachedWrite);
+    const poll = new DriverPoll();
+    poll.delta(metrics(10n, 0n));
+    poll.delta(
+      metrics(3n, 0n),
+      counts(entry(DecisionEventSource.CACHE, Kind.FILE, FileOp.WRITE, DriverDecision.ALLOW, 3n)),
+    );
+    expect(count(cachedWrite) - base).toBe(3);
+    // and back to one without them: its first answer is a baseline, not a delta against another's
+    const cache0 = count({ source: "driver_cache" });
+    poll.delta(metrics(500n, 0n));
+    poll.delta(metrics(502n, 0n));
+    expect(count({ source: "driver_cache" }) - cache0).toBe(2);
   });
 
   it("from a driver without GET_DECISION_COUNTS, counts GET_METRICS by source only", () => {

@@ -181,7 +181,7 @@ export function recordDecisionLatency(kind: Kind, source: string, seconds: numbe
   const si = SOURCES.indexOf(source);
   let s: HistogramSeries | undefined;
   if (si >= 0 && kind >= 0 && kind < 8) {
-    const k = kind * 4 + si;
+    const k = kind * 8 + si;
     s = latencySeries[k];
     if (!s) {
       s = decisionDuration.series({ kind: kindName(kind), source });
@@ -379,33 +379,33 @@ const DRIVER_DECISION: Record<number, Decision> = {
  */
 export class DriverPoll {
   private last: MetricsReply | undefined;
-  private lastCounts = new Map<string, bigint>();
+  /** The last GET_DECISION_COUNTS by slot; undefined when the last poll had none. */
+  private lastCounts: Map<string, bigint> | undefined;
 
   delta(m: MetricsReply, counts?: DecisionCountsReply): void {
     const prev = this.last;
     this.last = m;
     const before = this.lastCounts;
+    this.lastCounts = counts && new Map(counts.entries.map((e) => [driverSlot(e), e.count]));
+    if (!prev) return; // the first answer is the baseline
     if (counts) {
-      this.lastCounts = new Map(counts.entries.map((e) => [driverSlot(e), e.count]));
-      if (!prev) return; // the first answer is the baseline
+      // Another driver (after one without the counts) or a restarted one counts from 0: everything
+      // it reports is new. A restart shows as a slot below its last value or gone, or fewer
+      // decisions in all than before.
+      const restarted =
+        !before ||
+        m.allowDecisions + m.denyDecisions < prev.allowDecisions + prev.denyDecisions ||
+        [...before].some(([slot, was]) => (this.lastCounts!.get(slot) ?? 0n) < was);
       for (const e of counts.entries) {
-        const was = before.get(driverSlot(e)) ?? 0n;
-        // Below the last value: the driver restarted and counts from 0 again.
-        const n = e.count >= was ? e.count - was : e.count;
-        if (n === 0n) continue;
+        const n = e.count - (restarted ? 0n : (before.get(driverSlot(e)) ?? 0n));
+        const source = DRIVER_SOURCE[e.source];
+        if (n <= 0n || !source) continue;
         const { kind, operation } = checkKindOperation(e.kind, e.operation);
-        const source = DRIVER_SOURCE[e.source] ?? "driver_cache";
-        countDecision(
-          kind,
-          operation,
-          DRIVER_DECISION[e.decision] ?? Decision.UNSPECIFIED,
-          source,
-          Number(n),
-        );
+        countDecision(kind, operation, DRIVER_DECISION[e.decision]!, source, Number(n));
       }
       return;
     }
-    if (!prev) return;
+    if (before) return; // the first answer of a driver without the counts is its baseline
     const hits = m.cacheHitCount - prev.cacheHitCount;
     const fail = m.failModeDecisions - prev.failModeDecisions;
     // A driver restart resets its counters: start again from the new values.

@@ -258,10 +258,8 @@ static BOOLEAN AgentshReportDecision(_Inout_ AGENTSH_CORE *Core, _In_ const AGEN
  * operation out of range counts as 0. */
 static UINT32 AgentshDecisionSlot(_In_ UINT32 Source, _In_ UINT32 Kind, _In_ UINT32 Operation, _In_ UINT32 Decision)
 {
-    UINT32 k = Kind <= AGENTSH_KIND_REGISTRY ? Kind : 0u;
-    UINT32 op = Operation < 8u ? Operation : 0u;
-    return (((Source == DECISION_SOURCE_FAIL_MODE ? 1u : 0u) * 3u + k) * 8u + op) * 2u +
-           (Decision == DECISION_ALLOW ? 0u : 1u);
+    return AGENTSH_DECISION_SLOT(Source, Kind <= AGENTSH_KIND_REGISTRY ? Kind : 0u, Operation < 8u ? Operation : 0u,
+                                 Decision == DECISION_ALLOW ? 0u : 1u);
 }
 
 BOOLEAN AgentshCoreShouldCheck(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 ProcessId, _Out_opt_ UINT64 *Token)

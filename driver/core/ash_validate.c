@@ -74,6 +74,27 @@ static BOOLEAN AgentshStringAt(_In_reads_bytes_(Size) const UINT8 *M, _In_ UINT3
     return AgentshValidateString(M, Size, Fixed, &s);
 }
 
+/* The Count entries of a DECISION_COUNTS_REPLY (inside the message): known values, never a zero
+ * count, one per slot in slot order. */
+static BOOLEAN AgentshValidDecisionCounts(_In_ const UINT8 *M, _In_ UINT32 Count)
+{
+    AGENTSH_DECISION_COUNT e;
+    UINT32 i, slot, last = 0;
+    for (i = 0; i < Count; i++) {
+        AgentshMemCopy(&e, M + sizeof(AGENTSH_DECISION_COUNTS) + (SIZE_T)i * sizeof(e), sizeof(e));
+        if (e.Source < DECISION_SOURCE_CACHE || e.Source > DECISION_SOURCE_FAIL_MODE || e.Kind > AGENTSH_KIND_REGISTRY ||
+            e.Operation >= 8u || e.Decision > DECISION_DENY || e.Count == 0) {
+            return FALSE;
+        }
+        slot = AGENTSH_DECISION_SLOT(e.Source, e.Kind, e.Operation, e.Decision);
+        if (i > 0 && slot <= last) {
+            return FALSE;
+        }
+        last = slot;
+    }
+    return TRUE;
+}
+
 NTSTATUS AgentshValidateMessage(_In_reads_bytes_(BufferLength) const void *Buffer, _In_ UINT32 BufferLength,
     _Out_opt_ UINT32 *Type)
 {
@@ -177,7 +198,8 @@ NTSTATUS AgentshValidateMessage(_In_reads_bytes_(BufferLength) const void *Buffe
         AGENTSH_MIN(AGENTSH_DECISION_COUNTS);
         count = AgentshRead32(m + AGENTSH_OFFSETOF(AGENTSH_DECISION_COUNTS, Count));
         if (count > AGENTSH_DECISION_COUNT_SLOTS ||
-            size != sizeof(AGENTSH_DECISION_COUNTS) + (UINT32)sizeof(AGENTSH_DECISION_COUNT) * count) {
+            size != sizeof(AGENTSH_DECISION_COUNTS) + (UINT32)sizeof(AGENTSH_DECISION_COUNT) * count ||
+            !AgentshValidDecisionCounts(m, count)) {
             return STATUS_INVALID_PARAMETER;
         }
         break;

@@ -197,7 +197,8 @@ extern "C" {
 #define FILE_REQ_FLAG_REPLACE_IF_EXISTS 0x00000004u
 
 /* AGENTSH_DECISION_EVENT.Source: how the driver decided without asking the client */
-#define DECISION_SOURCE_CACHE           1u   /* a DENY repeated from the cache or from an identical query */
+#define DECISION_SOURCE_CACHE           1u   /* the cache or an identical query in flight answered (a
+                                                * DECISION_EVENT reports only its denials) */
 #define DECISION_SOURCE_FAIL_MODE       2u   /* the configured fail mode answered (allow or deny) */
 
 /* AGENTSH_DECISION_EVENT.Reason */
@@ -455,8 +456,9 @@ typedef struct _AGENTSH_EXCLUDE_PROCESS {
  * Count AGENTSH_DECISION_COUNT entries follow the fixed part, one per combination counted at least
  * once, in the order of their slots. The decisions of tracked processes that the driver made without
  * an answer of its own since it started, by how (Source: DECISION_SOURCE_CACHE for a cache hit or
- * the answer of an identical query in flight, DECISION_SOURCE_FAIL_MODE for the fail mode's), kind,
- * operation and the decision enforced: what the client cannot count itself. Kind and Operation are
+ * the answer of an identical query in flight, DECISION_SOURCE_FAIL_MODE for the fail mode's, also
+ * when the query in flight was answered by it), kind, operation and the decision enforced: what the
+ * client cannot count itself. Kind and Operation are
  * 0 for a request whose kind or operation was out of range. The output buffer must hold
  * AGENTSH_DECISION_COUNTS_MAX_SIZE bytes, else STATUS_BUFFER_TOO_SMALL. */
 typedef struct _AGENTSH_DECISION_COUNTS {
@@ -472,8 +474,12 @@ typedef struct _AGENTSH_DECISION_COUNT {
     UINT32 Decision;            /* DECISION_ALLOW / DECISION_DENY: the decision enforced */
     UINT64 Count;
 } AGENTSH_DECISION_COUNT, *PAGENTSH_DECISION_COUNT;
-/* Slots: 2 sources x 3 kinds (0 = other) x 8 operations (0 = other) x 2 decisions */
+/* Slots: 2 sources x 3 kinds (0 = other) x 8 operations (0 = other) x 2 decisions. A reply's entries
+ * have Source 1..2, Kind <= 2, Operation < 8, Decision <= 1, Count != 0, and strictly increasing
+ * slots: */
 #define AGENTSH_DECISION_COUNT_SLOTS    96u
+#define AGENTSH_DECISION_SLOT(Source, Kind, Operation, Decision) \
+    (((((Source) - 1u) * 3u + (Kind)) * 8u + (Operation)) * 2u + (Decision))
 #define AGENTSH_DECISION_COUNTS_MAX_SIZE (24u + 24u * AGENTSH_DECISION_COUNT_SLOTS)
 /* The largest output buffer a command fills (DECISION_COUNTS_REPLY; METRICS_REPLY and PONG are smaller). */
 #define AGENTSH_PORT_OUTPUT_SIZE        AGENTSH_DECISION_COUNTS_MAX_SIZE

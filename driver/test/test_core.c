@@ -792,7 +792,7 @@ static void test_decision_counts(void)
     CHECK_EQ(DecisionCount(&core, DECISION_SOURCE_FAIL_MODE, AGENTSH_KIND_FILE, FILE_OP_DELETE, DECISION_DENY), 1);
     CHECK_EQ(DecisionCount(&core, DECISION_SOURCE_FAIL_MODE, AGENTSH_KIND_REGISTRY, REG_OP_SET_VALUE,
                            DECISION_ALLOW), 1);
-    /* the fail mode's counter and the table agree */
+    /* with no query collapsed onto a failed one, the fail-mode slots and FailModeDecisions agree */
     {
         AGENTSH_METRICS m;
         UINT64 failTotal = 0;
@@ -812,12 +812,40 @@ static void test_decision_counts(void)
     CHECK_EQ(AgentshValidateMessage(out, n, NULL), STATUS_SUCCESS);
     ((AGENTSH_DECISION_COUNTS *)out)->Count = 5;
     CHECK_EQ(AgentshValidateMessage(out, n, NULL), STATUS_INVALID_PARAMETER);
-    ((AGENTSH_DECISION_COUNTS *)out)->Count = AGENTSH_DECISION_COUNT_SLOTS + 1;
-    ((AGENTSH_DECISION_COUNTS *)out)->Header.Size = 24 + 24 * (AGENTSH_DECISION_COUNT_SLOTS + 1);
-    CHECK_EQ(AgentshValidateMessage(out, sizeof(out), NULL), STATUS_INVALID_PARAMETER);
-    /* a reply is not accepted from the client, and the request is the header alone */
     ((AGENTSH_DECISION_COUNTS *)out)->Count = 6;
-    ((AGENTSH_DECISION_COUNTS *)out)->Header.Size = n;
+    {
+        /* one more than the slots, in a buffer that holds it: refused for its Count */
+        static uint8_t big[24 + 24 * (AGENTSH_DECISION_COUNT_SLOTS + 1)];
+        memcpy(big, out, n);
+        ((AGENTSH_DECISION_COUNTS *)big)->Count = AGENTSH_DECISION_COUNT_SLOTS + 1;
+        ((AGENTSH_DECISION_COUNTS *)big)->Header.Size = sizeof(big);
+        CHECK_EQ(AgentshValidateMessage(big, sizeof(big), NULL), STATUS_INVALID_PARAMETER);
+        ((AGENTSH_DECISION_COUNTS *)big)->Count = 6;
+        ((AGENTSH_DECISION_COUNTS *)big)->Header.Size = n;
+        CHECK_EQ(AgentshValidateMessage(big, n, NULL), STATUS_SUCCESS);
+    }
+    {
+        /* entries: an unknown value, a zero count, two in the wrong order are refused */
+        AGENTSH_DECISION_COUNT *e = (AGENTSH_DECISION_COUNT *)(out + 24);
+        AGENTSH_DECISION_COUNT keep = e[0], second = e[1];
+        e[0].Source = 3;
+        CHECK_EQ(AgentshValidateMessage(out, n, NULL), STATUS_INVALID_PARAMETER);
+        e[0] = keep; e[0].Kind = 3;
+        CHECK_EQ(AgentshValidateMessage(out, n, NULL), STATUS_INVALID_PARAMETER);
+        e[0] = keep; e[0].Operation = 8;
+        CHECK_EQ(AgentshValidateMessage(out, n, NULL), STATUS_INVALID_PARAMETER);
+        e[0] = keep; e[0].Decision = DECISION_PENDING;
+        CHECK_EQ(AgentshValidateMessage(out, n, NULL), STATUS_INVALID_PARAMETER);
+        e[0] = keep; e[0].Count = 0;
+        CHECK_EQ(AgentshValidateMessage(out, n, NULL), STATUS_INVALID_PARAMETER);
+        e[0] = second; e[1] = keep;
+        CHECK_EQ(AgentshValidateMessage(out, n, NULL), STATUS_INVALID_PARAMETER);
+        e[1] = second; e[0] = second;
+        CHECK_EQ(AgentshValidateMessage(out, n, NULL), STATUS_INVALID_PARAMETER);
+        e[0] = keep;
+        CHECK_EQ(AgentshValidateMessage(out, n, NULL), STATUS_SUCCESS);
+    }
+    /* a reply is not accepted from the client, and the request is the header alone */
     CHECK(Dispatch(&core, out, n) == STATUS_NOT_SUPPORTED);
     {
         AGENTSH_PING longer;

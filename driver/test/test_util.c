@@ -250,7 +250,7 @@ UINT64 DecisionCount(AGENTSH_CORE *Core, uint32_t Source, uint32_t Kind, uint32_
     for (i = 0; i < head.Count; i++) {
         memcpy(&e, out + sizeof(head) + i * sizeof(e), sizeof(e));
         /* one entry per combination, never 0, in slot order */
-        key = (((e.Source * 3u + e.Kind) * 8u + e.Operation) * 2u) + e.Decision;
+        key = AGENTSH_DECISION_SLOT(e.Source, e.Kind, e.Operation, e.Decision);
         if (e.Count == 0 || (i > 0 && key <= lastKey)) {
             gTestFailed = 1;
         }

@@ -8,6 +8,7 @@ export type CodecErrorCode =
   | "missing_terminator" // the code unit after a string is not NUL
   | "invalid_utf16" // an unpaired surrogate
   | "bad_count" // Count of EXCLUDE_PROCESS or DECISION_COUNTS_REPLY over the limit or disagreeing with Size
+  | "bad_entry" // a DECISION_COUNTS_REPLY entry with an unknown value, a zero count, or out of slot order
   | "bad_value"; // a value that cannot be encoded (encode side)
 
 /** The one error type of the codec: a code, a message naming what was wrong, and what was known. */

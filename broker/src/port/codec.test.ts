@@ -196,6 +196,28 @@ describe("codec rejects malformed input with a typed error", () => {
     b.writeUInt32LE(97, 16);
     expect(decodeErr(b).message).toMatch(/Count 97 > 96/);
     expect(() => encodeMessage({ ...reply, entries: new Array(97).fill(entry) })).toThrow(/at most 96/);
+    // entries: known values, a count, in slot order (as the C validator requires)
+    const two = Buffer.from(
+      encodeMessage({ ...reply, entries: [entry, { ...entry, operation: 4 }] } as Message),
+    );
+    expect(decodeMessage(two).ok).toBe(true);
+    for (const [at, v, why] of [
+      [24, 3, /unknown Source 3/],
+      [28, 3, /Kind 3/],
+      [32, 8, /Operation 8/],
+      [36, 2, /Decision 2/],
+      [56, 3, /slot 23 after slot 23/],
+    ] as const) {
+      const b2 = Buffer.from(two);
+      b2.writeUInt32LE(v, at);
+      const e = decodeErr(b2);
+      expect(e.code).toBe("bad_entry");
+      expect(e.message).toMatch(why);
+    }
+    const zero = Buffer.from(two);
+    zero.writeBigUInt64LE(0n, 40);
+    expect(decodeErr(zero).message).toMatch(/entry 0: Count 0/);
+    expect(() => encodeMessage({ ...reply, entries: [entry, entry] } as Message)).toThrow(/slot 23 after/);
     expect(() => encodeMessage({ ...reply, entries: [{ ...entry, count: -1n }] })).toThrow(
       /AGENTSH_DECISION_COUNTS\.entries\[0\]\.Count/,
     );

@@ -147,6 +147,8 @@ export function encodeMessage(msg: Message): Buffer {
     }
     items = list;
     size += itemSize(trailing) * items.length;
+    const problem = trailing.problem?.(items as never[]);
+    if (problem) throw badValue(where(trailing.ts), problem);
   }
   for (const s of strings) size += s.text.length ? 2 * (s.text.length + 1) : 0; // empty = {0, 0}, no bytes
   if (size > MAX_MESSAGE_SIZE)
@@ -378,6 +380,8 @@ export function decodeMessage(bytes: Uint8Array): Result<Message> {
               : dv.getUint32(at + f.offset, true);
       items.push(item);
     }
+    const problem = trailing.problem?.(items as never[]);
+    if (problem) return fail("bad_entry", `${layout.c}: ${problem}`, type);
     out[trailing.ts] = items;
   }
   return { ok: true, value: out as unknown as Message };

@@ -70,6 +70,39 @@ export const DecisionReason = {
 } as const;
 /** AGENTSH_DECISION_COUNTS: the most entries a reply has (2 sources x 3 kinds x 8 operations x 2 decisions). */
 export const DECISION_COUNT_SLOTS = 96;
+/** AGENTSH_DECISION_SLOT: where (source, kind, operation, decision) is counted; replies list slots in order. */
+export const decisionSlot = (e: {
+  source: number;
+  kind: number;
+  operation: number;
+  decision: number;
+}): number => (((e.source - 1) * 3 + e.kind) * 8 + e.operation) * 2 + e.decision;
+
+/**
+ * What is wrong with a DECISION_COUNTS_REPLY's entries, or undefined: each has Source 1..2, Kind
+ * <= 2, Operation < 8, Decision 0..1 and a count, and their slots strictly increase.
+ */
+export function decisionCountsProblem(
+  entries: ReadonlyArray<{
+    source: number;
+    kind: number;
+    operation: number;
+    decision: number;
+    count: bigint;
+  }>,
+): string | undefined {
+  let last = -1;
+  for (const [i, e] of entries.entries()) {
+    if (e.source < 1 || e.source > 2 || e.kind > 2 || e.operation > 7 || e.decision > 1)
+      return `entry ${i}: unknown Source ${e.source}, Kind ${e.kind}, Operation ${e.operation} or Decision ${e.decision}`;
+    if (e.count === 0n) return `entry ${i}: Count 0`;
+    const slot = decisionSlot(e);
+    if (slot <= last) return `entry ${i}: slot ${slot} after slot ${last}`;
+    last = slot;
+  }
+  return undefined;
+}
+
 /** The output buffer GET_DECISION_COUNTS needs: the reply with every slot (24 + 24 * 96 bytes). */
 export const DECISION_COUNTS_MAX_SIZE = 24 + 24 * DECISION_COUNT_SLOTS;
 /** Decision events the driver queues a second at most (AGENTSH_DECISION_EVENTS_PER_SECOND). */
@@ -405,6 +438,8 @@ export interface Trailing {
   readonly max: number;
   /** The C constant of `max`. */
   readonly cMax: string;
+  /** What is wrong with the items as a whole (values, order), or undefined. */
+  readonly problem?: (items: readonly never[]) => string | undefined;
 }
 export const TRAILING_OF_TYPE: Partial<Record<MsgType, Trailing>> = {
   [MsgType.EXCLUDE_PROCESS]: {
@@ -418,6 +453,7 @@ export const TRAILING_OF_TYPE: Partial<Record<MsgType, Trailing>> = {
     item: Layouts.decisionCount,
     max: DECISION_COUNT_SLOTS,
     cMax: "AGENTSH_DECISION_COUNT_SLOTS",
+    problem: decisionCountsProblem,
   },
 };
 
