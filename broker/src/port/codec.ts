@@ -165,14 +165,15 @@ export function encodeMessage(msg: Message): Buffer {
   }
   let at = layout.size;
   for (const [i, item] of items.entries()) {
-    const itemAt = (f: string) => `${where(trailing!.ts)}[${i}]${f ? `.${f}` : ""}`;
-    if (trailing!.item === "u32") buf.writeUInt32LE(checkU32(itemAt(""), item), at);
+    const t = trailing!; // items are only there with a trailing array
+    const itemAt = (f: string) => `${where(t.ts)}[${i}]${f ? `.${f}` : ""}`;
+    if (t.item === "u32") buf.writeUInt32LE(checkU32(itemAt(""), item), at);
     else {
       if (typeof item !== "object" || item === null) throw badValue(itemAt(""), "expected an object");
-      for (const f of trailing!.item.fields)
+      for (const f of t.item.fields)
         writeNumber(buf, f, at + f.offset, (item as Record<string, unknown>)[f.ts], itemAt);
     }
-    at += itemSize(trailing!);
+    at += itemSize(t);
   }
   for (const s of strings) {
     if (s.text.length === 0) continue; // absent: {0, 0}
@@ -300,6 +301,12 @@ function firstUnpaired(s: string): number {
   return -1;
 }
 
+/** The number of a u32, i32 or u64 field of a trailing item at `at` (the fixed part is read inline). */
+function readNumber(dv: DataView, kind: string, at: number): number | bigint {
+  if (kind === "u64") return dv.getBigUint64(at, true);
+  return kind === "i32" ? dv.getInt32(at, true) : dv.getUint32(at, true);
+}
+
 /**
  * Decodes exactly one message. `bytes` must hold Header.Size bytes (see decodeFromCapacity for a
  * buffer that is only known to be at least that large).
@@ -371,13 +378,7 @@ export function decodeMessage(bytes: Uint8Array): Result<Message> {
         continue;
       }
       const item: Record<string, number | bigint> = {};
-      for (const f of trailing.item.fields)
-        item[f.ts] =
-          f.kind === "u64"
-            ? dv.getBigUint64(at + f.offset, true)
-            : f.kind === "i32"
-              ? dv.getInt32(at + f.offset, true)
-              : dv.getUint32(at + f.offset, true);
+      for (const f of trailing.item.fields) item[f.ts] = readNumber(dv, f.kind, at + f.offset);
       items.push(item);
     }
     const problem = trailing.problem?.(items as never[]);
