@@ -485,10 +485,10 @@ static void AgentshInFlightRelease(_Inout_ AGENTSH_INFLIGHT *F)
 }
 
 void AgentshCacheCompleteQuery(_Inout_ AGENTSH_CACHE *Cache, _Inout_ AGENTSH_INFLIGHT *InFlight,
-    _In_ UINT32 Decision, _In_ UINT32 RawDecision, _In_ UINT32 Source, _In_ BOOLEAN Insert,
-    _In_ UINT32 TtlMs, _In_ UINT64 NowMs, _In_ UINT64 Generation)
+    _In_ const AGENTSH_INFLIGHT_ANSWER *Answer, _In_ BOOLEAN Insert, _In_ UINT32 TtlMs, _In_ UINT64 NowMs,
+    _In_ UINT64 Generation)
 {
-    AGENTSH_CACHE_ENTRY *e = Insert ? AgentshCacheNewEntry(InFlight->Key, Decision, TtlMs, NowMs) : NULL;
+    AGENTSH_CACHE_ENTRY *e = Insert ? AgentshCacheNewEntry(InFlight->Key, Answer->Decision, TtlMs, NowMs) : NULL;
 
     AgentshLockExclusive(&Cache->Lock);
     AgentshLinkRemove(&InFlight->Link);
@@ -499,25 +499,21 @@ void AgentshCacheCompleteQuery(_Inout_ AGENTSH_CACHE *Cache, _Inout_ AGENTSH_INF
     }
     AgentshUnlockExclusive(&Cache->Lock);
 
-    InFlight->Decision = Decision;
-    InFlight->RawDecision = RawDecision;
-    InFlight->Source = Source;
-    AgentshEventSet(&InFlight->Done); /* release semantics: the fields above are visible to waiters */
+    InFlight->Answer = *Answer;
+    AgentshEventSet(&InFlight->Done); /* release semantics: the answer is visible to waiters */
     AgentshInFlightRelease(InFlight);
 }
 
 BOOLEAN AgentshCacheWaitQuery(_Inout_ AGENTSH_INFLIGHT *InFlight, _In_ UINT32 TimeoutMs,
-    _Out_ UINT32 *Decision, _Out_ UINT32 *RawDecision, _Out_ UINT32 *Source)
+    _Out_ AGENTSH_INFLIGHT_ANSWER *Answer)
 {
     BOOLEAN done = AgentshEventWait(&InFlight->Done, TimeoutMs);
     if (done) {
-        *Decision = InFlight->Decision;
-        *RawDecision = InFlight->RawDecision;
-        *Source = InFlight->Source;
+        *Answer = InFlight->Answer;
     } else {
-        *Decision = DECISION_DENY;
-        *RawDecision = DECISION_DENY;
-        *Source = AGENTSH_SOURCE_FAILMODE;
+        AgentshMemZero(Answer, sizeof(*Answer));
+        Answer->Decision = Answer->RawDecision = DECISION_DENY;
+        Answer->Source = AGENTSH_SOURCE_FAILMODE;
     }
     AgentshInFlightRelease(InFlight);
     return done;

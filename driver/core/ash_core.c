@@ -280,6 +280,7 @@ void AgentshCoreDecide(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE_REQ
     AGENTSH_CORE_CONFIG config;
     AGENTSH_CACHE_KEY key;
     AGENTSH_INFLIGHT *inflight = NULL;
+    AGENTSH_INFLIGHT_ANSWER answer;
     AGENTSH_USTR none = AGENTSH_USTR_EMPTY;
     const AGENTSH_USTR *k1, *k2;
     UINT64 token = 0, generation;
@@ -333,12 +334,22 @@ void AgentshCoreDecide(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE_REQ
         reason = DECISION_REASON_CACHED;
     } else if (rc == AGENTSH_CACHE_MISS_WAITER) {
         Verdict->Collapsed = 1;
-        reason = DECISION_REASON_COLLAPSED;
-        if (!AgentshCacheWaitQuery(inflight, config.PolicyQueryTimeoutMs, &decision, &raw, &source)) {
+        if (!AgentshCacheWaitQuery(inflight, config.PolicyQueryTimeoutMs, &answer)) {
             AgentshFailModeVerdict(Core, &config, &decision);
             raw = decision;
             source = AGENTSH_SOURCE_FAILMODE;
             reason = DECISION_REASON_WAIT_TIMEOUT;
+        } else {
+            decision = answer.Decision;
+            raw = answer.RawDecision;
+            source = answer.Source;
+            reason = DECISION_REASON_COLLAPSED;
+            if (source == AGENTSH_SOURCE_FAILMODE) {
+                /* the fail mode answered the query waited on: this one too, for the same reason */
+                AgentshAtomicInc64(&Core->FailModeDecisions);
+                reason = answer.Reason;
+                Verdict->QueryStatus = answer.QueryStatus;
+            }
         }
     } else {
         generation = rc == AGENTSH_CACHE_MISS_OWNER ? inflight->Generation : AgentshCacheGeneration(&Core->Cache);
@@ -350,8 +361,12 @@ void AgentshCoreDecide(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE_REQ
             generation = AgentshCacheGeneration(&Core->Cache);
         }
         if (rc == AGENTSH_CACHE_MISS_OWNER) {
-            AgentshCacheCompleteQuery(&Core->Cache, inflight, decision, raw, source, insert, ttl,
-                                      AgentshCoreNow(Core), generation);
+            answer.Decision = decision;
+            answer.RawDecision = raw;
+            answer.Source = source;
+            answer.Reason = reason;
+            answer.QueryStatus = Verdict->QueryStatus;
+            AgentshCacheCompleteQuery(&Core->Cache, inflight, &answer, insert, ttl, AgentshCoreNow(Core), generation);
         } else if (insert) {
             AgentshCacheInsert(&Core->Cache, &key, decision, ttl, AgentshCoreNow(Core), generation);
         }

@@ -97,14 +97,21 @@ typedef struct _AGENTSH_CACHE_ENTRY AGENTSH_CACHE_ENTRY;
 
 /* An outstanding query other identical queries wait on. Reference counted: the owner holds one
  * reference, every waiter one; the last release frees it. */
+/* The answer an owner publishes to the queries waiting on it. */
+typedef struct _AGENTSH_INFLIGHT_ANSWER {
+    UINT32 Decision;                 /* DECISION_ALLOW / DECISION_DENY */
+    UINT32 RawDecision;              /* as answered (PENDING kept) */
+    UINT32 Source;                   /* AGENTSH_SOURCE_BROKER or _FAILMODE */
+    UINT32 Reason;                   /* DECISION_REASON_* of a fail-mode answer, else 0 */
+    NTSTATUS QueryStatus;            /* the owner's query's status when it failed, else 0 */
+} AGENTSH_INFLIGHT_ANSWER;
+
 typedef struct _AGENTSH_INFLIGHT {
     AGENTSH_LINK Link;               /* Cache.InFlight, while outstanding; guarded by Cache.Lock */
     AGENTSH_CACHE_KEY *Key;          /* the owner's key (valid while linked) */
     volatile UINT32 RefCount;
     UINT64 Generation;               /* cache generation when the query was registered */
-    UINT32 Decision;                 /* DECISION_ALLOW / DECISION_DENY, valid once Done is set */
-    UINT32 RawDecision;              /* as answered (PENDING kept) */
-    UINT32 Source;                   /* AGENTSH_SOURCE_BROKER or _FAILMODE */
+    AGENTSH_INFLIGHT_ANSWER Answer;  /* valid once Done is set */
     AGENTSH_EVENT Done;
 } AGENTSH_INFLIGHT;
 
@@ -149,11 +156,11 @@ void AgentshCacheInsert(_Inout_ AGENTSH_CACHE *Cache, _In_ const AGENTSH_CACHE_K
 UINT64 AgentshCacheGeneration(_Inout_ AGENTSH_CACHE *Cache);
 /* Owner: publish the answer, wake waiters, optionally insert (Generation rule as above). */
 void AgentshCacheCompleteQuery(_Inout_ AGENTSH_CACHE *Cache, _Inout_ AGENTSH_INFLIGHT *InFlight,
-    _In_ UINT32 Decision, _In_ UINT32 RawDecision, _In_ UINT32 Source, _In_ BOOLEAN Insert,
-    _In_ UINT32 TtlMs, _In_ UINT64 NowMs, _In_ UINT64 Generation);
+    _In_ const AGENTSH_INFLIGHT_ANSWER *Answer, _In_ BOOLEAN Insert, _In_ UINT32 TtlMs, _In_ UINT64 NowMs,
+    _In_ UINT64 Generation);
 /* Waiter: TRUE and the owner's answer when it arrived within TimeoutMs. Releases the reference. */
 BOOLEAN AgentshCacheWaitQuery(_Inout_ AGENTSH_INFLIGHT *InFlight, _In_ UINT32 TimeoutMs,
-    _Out_ UINT32 *Decision, _Out_ UINT32 *RawDecision, _Out_ UINT32 *Source);
+    _Out_ AGENTSH_INFLIGHT_ANSWER *Answer);
 
 void AgentshCacheInvalidateAll(_Inout_ AGENTSH_CACHE *Cache);
 void AgentshCacheInvalidateSession(_Inout_ AGENTSH_CACHE *Cache, _In_ UINT64 SessionToken);

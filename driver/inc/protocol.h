@@ -203,7 +203,8 @@ extern "C" {
 
 /* AGENTSH_DECISION_EVENT.Reason */
 #define DECISION_REASON_CACHED          1u   /* cache hit (Source CACHE) */
-#define DECISION_REASON_COLLAPSED       2u   /* took the answer of an identical in-flight query */
+#define DECISION_REASON_COLLAPSED       2u   /* took the broker's answer to an identical in-flight query
+                                                * (the fail mode's answer to it keeps its own reason) */
 #define DECISION_REASON_NO_CLIENT       3u   /* no client connected, or it sent MSG_SHUTDOWN */
 #define DECISION_REASON_FAILING         4u   /* FAIL_STATE_FAILING and this query was not the probe */
 #define DECISION_REASON_QUERY_FAILED    5u   /* the query failed: QueryStatus (STATUS_TIMEOUT, ...) */

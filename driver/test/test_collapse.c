@@ -62,6 +62,43 @@ static void test_collapse_identical_queries(void)
     CoreTeardown(&core);
 }
 
+static void test_collapse_owner_failed(void)
+{
+    enum { N = 4 };
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    pthread_t t[N];
+    WORKER w[N];
+    AGENTSH_METRICS m;
+    int i;
+    CoreSetup(&core, &port);
+    core.Config.Flags = AGENTSH_CONFIG_FLAG_DECISION_EVENTS;
+    port.Block = 1;
+    for (i = 0; i < N; i++) {
+        w[i].Core = &core; w[i].Path = "\\Device\\V\\failing"; w[i].Pid = 0;
+        pthread_create(&t[i], NULL, DecideThread, &w[i]);
+        if (i == 0) WaitCalls(&port, 1);
+    }
+    WaitCollapsed(&core, N - 1);
+    port.Mode = FAKE_TIMEOUT;                 /* the query waited on fails: fail mode (open) answers */
+    FakePortRelease(&port);
+    for (i = 0; i < N; i++) pthread_join(t[i], NULL);
+    for (i = 0; i < N; i++) {
+        CHECK_EQ(w[i].V.Source, AGENTSH_SOURCE_FAILMODE);
+        CHECK_EQ(w[i].V.Decision, DECISION_ALLOW);
+        /* the waiters give the owner's reason and status, not just "collapsed" */
+        CHECK_EQ(w[i].V.Reason, DECISION_REASON_QUERY_FAILED);
+        CHECK_EQ(w[i].V.QueryStatus, STATUS_TIMEOUT);
+        CHECK_EQ(w[i].V.Reported, 1);
+    }
+    /* every one of them is a fail-mode decision, in the counter and in the counts */
+    GetMetrics(&core, &m);
+    CHECK_EQ(m.FailModeDecisions, N);
+    CHECK_EQ(m.CacheCollapsedCount, N - 1);
+    CHECK_EQ(DecisionCount(&core, DECISION_SOURCE_FAIL_MODE, AGENTSH_KIND_FILE, FILE_OP_WRITE, DECISION_ALLOW), N);
+    CoreTeardown(&core);
+}
+
 static void test_collapse_bounded_by_timeout(void)
 {
     enum { N = 4 };
@@ -160,6 +197,7 @@ static void test_concurrency_stress(void)
 const TEST_CASE gCollapseTests[] = {
     { "collapse_identical_concurrent_queries", test_collapse_identical_queries },
     { "collapse_waiters_bounded_by_timeout", test_collapse_bounded_by_timeout },
+    { "collapse_waiters_take_the_failed_owners_reason", test_collapse_owner_failed },
     { "concurrency_stress_decide_invalidate_config", test_concurrency_stress },
     { NULL, NULL }
 };

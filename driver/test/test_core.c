@@ -792,7 +792,7 @@ static void test_decision_counts(void)
     CHECK_EQ(DecisionCount(&core, DECISION_SOURCE_FAIL_MODE, AGENTSH_KIND_FILE, FILE_OP_DELETE, DECISION_DENY), 1);
     CHECK_EQ(DecisionCount(&core, DECISION_SOURCE_FAIL_MODE, AGENTSH_KIND_REGISTRY, REG_OP_SET_VALUE,
                            DECISION_ALLOW), 1);
-    /* with no query collapsed onto a failed one, the fail-mode slots and FailModeDecisions agree */
+    /* the fail-mode slots and FailModeDecisions agree */
     {
         AGENTSH_METRICS m;
         UINT64 failTotal = 0;
