@@ -97,7 +97,8 @@ export class Broker {
       budgetMs: config.server.budgetMs,
       host: config.host,
       currentPolicyVersion: () => this.policyVersion,
-      cachedDenies: config.driver.cacheMaxEntries,
+      // (a broker that did not ask for the driver's reports has no use for them)
+      cachedDenies: config.driver.decisionEvents ? config.driver.cacheMaxEntries : 0,
       onDecision: (rec) => {
         if (rec.source === "server" && rec.response.policyVersion && this.answeredVersions.size < 16) {
           this.answeredVersions.add(rec.response.policyVersion);

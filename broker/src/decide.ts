@@ -75,7 +75,8 @@ export interface DeciderOptions {
   /** The policy version the broker last saw announced ("" before the first announcement). */
   currentPolicyVersion?: () => string;
   onDecision?: (rec: DecisionRecord) => void;
-  /** How many denials to remember for the driver's reports of repeats (its cache's capacity). */
+  /** How many denials to remember for the driver's reports of repeats (its cache's capacity; 0:
+   * none, for a broker that does not take the reports). */
   cachedDenies?: number;
 }
 
@@ -285,7 +286,7 @@ export class Decider {
     }
     // The driver reports the denials it repeats from its cache or hands to identical queries that
     // waited on this one: their record names this rule.
-    if (reply.decision !== 0) {
+    if (reply.decision !== 0 && this.opts.cachedDenies !== 0) {
       const { rule, policyVersion, mitreTechnique } = d.response;
       this.remember(this.keyOf(req), { rule, policyVersion, mitreTechnique });
     }

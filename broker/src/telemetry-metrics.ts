@@ -23,8 +23,8 @@ import type {
 } from "@opentelemetry/api";
 import type { DriverDecisionSource } from "./decide.js";
 import { checkKindOperation } from "./driver-ops.js";
-import type { DecisionCount, DecisionCountsReply, MetricsReply } from "./port/codec.js";
-import { DecisionEventSource, Decision as DriverDecision } from "./port/protocol.js";
+import type { DecisionCountsReply, MetricsReply } from "./port/codec.js";
+import { DecisionEventSource, Decision as DriverDecision, decisionSlot } from "./port/protocol.js";
 
 export const SCOPE = "agentsh-broker";
 export const SCOPE_VERSION = "0.1.0";
@@ -380,13 +380,13 @@ const DRIVER_DECISION: Record<number, Decision> = {
 export class DriverPoll {
   private last: MetricsReply | undefined;
   /** The last GET_DECISION_COUNTS by slot; undefined when the last poll had none. */
-  private lastCounts: Map<string, bigint> | undefined;
+  private lastCounts: Map<number, bigint> | undefined;
 
   delta(m: MetricsReply, counts?: DecisionCountsReply): void {
     const prev = this.last;
     this.last = m;
     const before = this.lastCounts;
-    this.lastCounts = counts && new Map(counts.entries.map((e) => [driverSlot(e), e.count]));
+    this.lastCounts = counts && new Map(counts.entries.map((e) => [decisionSlot(e), e.count]));
     if (!prev) return; // the first answer is the baseline
     if (counts) {
       // Another driver (after one without the counts) or a restarted one counts from 0: everything
@@ -397,7 +397,7 @@ export class DriverPoll {
         m.allowDecisions + m.denyDecisions < prev.allowDecisions + prev.denyDecisions ||
         [...before].some(([slot, was]) => (this.lastCounts!.get(slot) ?? 0n) < was);
       for (const e of counts.entries) {
-        const n = e.count - (restarted ? 0n : (before.get(driverSlot(e)) ?? 0n));
+        const n = e.count - (restarted ? 0n : (before.get(decisionSlot(e)) ?? 0n));
         const source = DRIVER_SOURCE[e.source];
         if (n <= 0n || !source) continue;
         const { kind, operation } = checkKindOperation(e.kind, e.operation);
@@ -413,5 +413,3 @@ export class DriverPoll {
     if (fail > 0n) countDriverDecisionsBySource("driver_fail_mode", Number(fail));
   }
 }
-
-const driverSlot = (e: DecisionCount) => `${e.source}|${e.kind}|${e.operation}|${e.decision}`;

@@ -511,9 +511,7 @@ BOOLEAN AgentshCacheWaitQuery(_Inout_ AGENTSH_INFLIGHT *InFlight, _In_ UINT32 Ti
     if (done) {
         *Answer = InFlight->Answer;
     } else {
-        AgentshMemZero(Answer, sizeof(*Answer));
-        Answer->Decision = Answer->RawDecision = DECISION_DENY;
-        Answer->Source = AGENTSH_SOURCE_FAILMODE;
+        AgentshMemZero(Answer, sizeof(*Answer)); /* no answer: the caller applies its fail mode */
     }
     AgentshInFlightRelease(InFlight);
     return done;

@@ -375,25 +375,22 @@ void AgentshCoreDecide(_Inout_ AGENTSH_CORE *Core, _In_ const AGENTSH_DECIDE_REQ
 
 done:
     AgentshAtomicInc64(decision == DECISION_ALLOW ? &Core->Allow : &Core->Deny);
-    if (reason != 0) {
-        /* decided without an answer of its own: the client cannot count it */
-        AgentshAtomicInc64(&Core->DecisionCounts[AgentshDecisionSlot(
-            source == AGENTSH_SOURCE_FAILMODE ? DECISION_SOURCE_FAIL_MODE : DECISION_SOURCE_CACHE,
-            Request->Kind, Request->Operation, decision)]);
-    }
     Verdict->Decision = decision;
     Verdict->RawDecision = raw;
     Verdict->Source = source;
     Verdict->Reason = reason;
-    /* Decided without an answer of its own, and not a plain allow from the cache: reported. */
-    if ((config.Flags & AGENTSH_CONFIG_FLAG_DECISION_EVENTS) != 0 && reason != 0 &&
-        (source == AGENTSH_SOURCE_FAILMODE || decision == DECISION_DENY)) {
-        /* QueryStatus is 0 unless the query failed or could not be built (REASON_QUERY_FAILED,
-         * REASON_UNDECIDABLE) */
-        Verdict->Reported = (UINT32)AgentshReportDecision(
-            Core, Request, token, decision,
-            source == AGENTSH_SOURCE_FAILMODE ? DECISION_SOURCE_FAIL_MODE : DECISION_SOURCE_CACHE, reason,
-            Verdict->QueryStatus);
+    if (reason != 0) {
+        /* decided without an answer of its own: the client cannot count it */
+        UINT32 how = source == AGENTSH_SOURCE_FAILMODE ? DECISION_SOURCE_FAIL_MODE : DECISION_SOURCE_CACHE;
+        UINT32 slot = AgentshDecisionSlot(how, Request->Kind, Request->Operation, decision);
+        AgentshAtomicInc64(&Core->DecisionCounts[slot]);
+        /* and, unless it is a plain allow from the cache, reported when the config asks. QueryStatus is
+         * 0 unless the query failed or could not be built (REASON_QUERY_FAILED, REASON_UNDECIDABLE). */
+        if ((config.Flags & AGENTSH_CONFIG_FLAG_DECISION_EVENTS) != 0 &&
+            (how == DECISION_SOURCE_FAIL_MODE || decision == DECISION_DENY)) {
+            Verdict->Reported = (UINT32)AgentshReportDecision(Core, Request, token, decision, how, reason,
+                                                              Verdict->QueryStatus);
+        }
     }
 }
 

@@ -158,7 +158,8 @@ UINT64 AgentshCacheGeneration(_Inout_ AGENTSH_CACHE *Cache);
 void AgentshCacheCompleteQuery(_Inout_ AGENTSH_CACHE *Cache, _Inout_ AGENTSH_INFLIGHT *InFlight,
     _In_ const AGENTSH_INFLIGHT_ANSWER *Answer, _In_ BOOLEAN Insert, _In_ UINT32 TtlMs, _In_ UINT64 NowMs,
     _In_ UINT64 Generation);
-/* Waiter: TRUE and the owner's answer when it arrived within TimeoutMs. Releases the reference. */
+/* Waiter: TRUE and the owner's answer when it arrived within TimeoutMs (FALSE: Answer zeroed).
+ * Releases the reference. */
 BOOLEAN AgentshCacheWaitQuery(_Inout_ AGENTSH_INFLIGHT *InFlight, _In_ UINT32 TimeoutMs,
     _Out_ AGENTSH_INFLIGHT_ANSWER *Answer);
 
