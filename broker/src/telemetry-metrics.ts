@@ -93,7 +93,13 @@ interface Slot {
   n: number;
 }
 const decisionSlots: Slot[] = [];
-const slotBySmallKey: Array<Slot | undefined> = [];
+/** The decision sources (an index each): the broker's, then the driver's own. */
+const SOURCES = ["server", "stale", "fail_mode", "driver_cache", "driver_fail_mode"];
+/**
+ * By small key (countDecision): every slot there from the start, so that the array keeps fast
+ * elements (written first at a high index, it became a sparse dictionary, a slower keyed load).
+ */
+const slotBySmallKey: Array<Slot | undefined> = Array.from({ length: 4 * 32 * 8 * 8 }, () => undefined);
 const slotByKey = new Map<string, Slot>();
 
 /** agentsh.decisions as it would be observed now: every series and its count (tests). */
@@ -106,9 +112,6 @@ function newSlot(attrs: Attributes): Slot {
   decisionSlots.push(s);
   return s;
 }
-
-/** The decision sources (an index each): the broker's, then the driver's own. */
-const SOURCES = ["server", "stale", "fail_mode", "driver_cache", "driver_fail_mode"];
 
 /**
  * `n` decisions (one by default) of a source: server, stale or fail_mode (the broker's), or
