@@ -13,6 +13,7 @@ import {
 } from "@agentsh/proto";
 import type * as grpc from "@grpc/grpc-js";
 import { RelayError } from "./relay-error.js";
+import { PendingChecks } from "./relay-pending.js";
 
 /** Most checks in one message (a fuller turn sends several). */
 const MAX_BATCH = 64;
@@ -27,7 +28,8 @@ interface Pending {
 
 interface Slot {
   call: grpc.ClientDuplexStream<unknown, CheckStreamResponse> | null;
-  pending: Map<bigint, Pending>;
+  /** By request id (relay-pending.ts: not a Map, which a check a time keeps reallocating). */
+  pending: PendingChecks<Pending>;
   /** The server on this stream announced batches (CHECK_BATCH_HEADER). */
   batches: boolean;
   /** Checks waiting for this turn of the event loop to end, sent then as one message. */
@@ -42,7 +44,8 @@ export class CheckStreams {
   private next = 0;
   /** The stream whose batch this turn of the event loop is filling. */
   private filling: Slot | null = null;
-  private nextId = 1n;
+  /** The next check's request id (a number here; the uint64 on the wire). */
+  private nextId = 1;
   private closed = false;
 
   constructor(
@@ -53,7 +56,7 @@ export class CheckStreams {
   ) {
     this.slots = Array.from({ length: Math.max(1, count) }, () => ({
       call: null,
-      pending: new Map(),
+      pending: new PendingChecks<Pending>(),
       batches: false,
       queue: [],
       retryAt: 0,
@@ -77,11 +80,11 @@ export class CheckStreams {
     return new Promise<CheckResponse>((resolve, reject) => {
       const wait = Math.max(0, deadline - Date.now());
       const timer = setTimeout(() => {
-        slot.pending.delete(id);
+        slot.pending.take(id);
         reject(new RelayError("deadline", `no answer within ${wait} ms`));
       }, wait);
-      slot.pending.set(id, { resolve, reject, timer });
-      const check: CheckRequest = { ...req, requestId: id };
+      slot.pending.add(id, { resolve, reject, timer });
+      const check: CheckRequest = { ...req, requestId: BigInt(id) };
       // Light load (this check and at most one other in flight, nothing queued): no reason to wait.
       if (!slot.batches || (slot.queue.length === 0 && this.inFlight() <= LIGHT_LOAD)) {
         this.send(slot, check, []);
@@ -156,11 +159,8 @@ export class CheckStreams {
     });
     // The check waiting for an answer (undefined when it was answered after its deadline).
     const take = (id: bigint): Pending | undefined => {
-      const p = slot.pending.get(id);
-      if (p) {
-        slot.pending.delete(id);
-        clearTimeout(p.timer);
-      }
+      const p = slot.pending.take(Number(id));
+      if (p) clearTimeout(p.timer);
       return p;
     };
     const invalid = (e: { code: string; message: string }) =>
@@ -183,11 +183,10 @@ export class CheckStreams {
     const call = slot.call;
     slot.call = null;
     if (!closing) slot.retryAt = Date.now() + this.reopenBackoffMs;
-    for (const p of slot.pending.values()) {
+    for (const p of slot.pending.drain()) {
       clearTimeout(p.timer);
       p.reject(err);
     }
-    slot.pending.clear();
     slot.queue = [];
     if (call) {
       call.removeAllListeners("data");
