@@ -406,6 +406,7 @@ static BOOLEAN AgentshQueueNotification(_Inout_ AGENTSH_CORE *Core, _In_ const v
     AGENTSH_NOTIFY_QUEUE *q = &Core->Notify;
     AGENTSH_NOTIFY_ITEM *item;
     BOOLEAN queued = FALSE;
+    UINT32 count = 0;
 
     if ((!Hold && AgentshAtomicLoad32(&Core->ClientConnected) == 0) || AgentshAtomicLoad32(&q->Stopping) != 0) {
         AgentshAtomicInc64(&q->Dropped);
@@ -430,6 +431,7 @@ static BOOLEAN AgentshQueueNotification(_Inout_ AGENTSH_CORE *Core, _In_ const v
         }
         q->Tail = item;
         q->Count++;
+        count = q->Count;
         queued = TRUE;
     }
     AgentshUnlockExclusive(&q->Lock);
@@ -438,8 +440,10 @@ static BOOLEAN AgentshQueueNotification(_Inout_ AGENTSH_CORE *Core, _In_ const v
         AgentshAtomicInc64(&q->Dropped);
         return FALSE;
     }
-    if (AgentshAtomicLoad32(&Core->ClientConnected) != 0) {
-        AgentshEventSet(&q->Wake); /* while none is, the connect wakes the worker */
+    /* while no client is connected, the connect wakes the worker; a decision event (Hold) waits for
+     * a batch or the end of the worker's wait (AGENTSH_NOTIFY_LAZY_BATCH) */
+    if (AgentshAtomicLoad32(&Core->ClientConnected) != 0 && (!Hold || count >= AGENTSH_NOTIFY_LAZY_BATCH)) {
+        AgentshEventSet(&q->Wake);
     }
     return TRUE;
 }
@@ -490,7 +494,14 @@ BOOLEAN AgentshCoreRunNotifications(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 Wait
         }
         AgentshFree(item, AGENTSH_TAG_NOTIFY);
     }
-    (void)AgentshCacheReclaimExpired(&Core->Cache, AgentshCoreNow(Core), 4096);
+    {
+        /* a walk of the whole cache under its lock: once a second, not at every wait's end */
+        UINT64 now = AgentshCoreNow(Core);
+        if (now < q->ReclaimedMs || now - q->ReclaimedMs >= AGENTSH_RECLAIM_INTERVAL_MS) {
+            q->ReclaimedMs = now;
+            (void)AgentshCacheReclaimExpired(&Core->Cache, now, 4096);
+        }
+    }
     return AgentshAtomicLoad32(&q->Stopping) == 0 ? TRUE : FALSE;
 }
 

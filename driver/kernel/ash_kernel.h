@@ -20,7 +20,6 @@
 #include "agentsh_core.h"
 
 #define AGENTSH_FILTER_ALTITUDE   L"385200"   /* FSFilter Activity Monitor; registry callbacks too */
-#define AGENTSH_NOTIFY_WAIT_MS    1000u
 
 typedef struct _AGENTSH_GLOBALS {
     PDRIVER_OBJECT DriverObject;

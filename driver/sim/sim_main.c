@@ -192,7 +192,7 @@ typedef struct { int Fd; } CTL_CONN;
 static void *NotifyThread(void *arg)
 {
     SIM_CTX *ctx = (SIM_CTX *)arg;
-    while (AgentshCoreRunNotifications(&ctx->Core, 200)) {
+    while (AgentshCoreRunNotifications(&ctx->Core, AGENTSH_NOTIFY_WAIT_MS)) {
     }
     return NULL;
 }

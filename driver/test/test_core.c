@@ -697,6 +697,43 @@ static void test_decision_events(void)
 }
 
 /* While no client is connected, held reports are bounded by the queue's bytes; the rest are carried. */
+/* Decision events wake the notification worker only by the batch (AGENTSH_NOTIFY_LAZY_BATCH); the
+ * worker's wait ending sends the ones before; a process event wakes it at once. */
+static void test_decision_events_wake_lazily(void)
+{
+    AGENTSH_CORE core;
+    FAKE_PORT port;
+    AGENTSH_VERDICT v;
+    AGENTSH_USTR img = U("\\Device\\HarddiskVolume3\\tool.exe");
+    UINT32 i;
+    CoreSetup(&core, &port);
+    core.Config.Flags = AGENTSH_CONFIG_FLAG_DECISION_EVENTS;
+    port.Decision = DECISION_DENY;
+    (void)DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\secret", NULL);
+    AgentshEventReset(&core.Notify.Wake);
+    v = DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\secret", NULL);
+    CHECK_EQ(v.Reported, 1);
+    CHECK(!AgentshEventWait(&core.Notify.Wake, 0)); /* one report: no wake-up */
+    CHECK(AgentshCoreRunNotifications(&core, 1));   /* the wait's end sends it */
+    CHECK_EQ(port.Notifications, 1);
+    for (i = 1; i < AGENTSH_NOTIFY_LAZY_BATCH; i++) {
+        v = DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\secret", NULL);
+        CHECK_EQ(v.Reported, 1);
+    }
+    CHECK(!AgentshEventWait(&core.Notify.Wake, 0));
+    v = DecideFile(&core, 100, FILE_OP_WRITE, "\\Device\\HarddiskVolume3\\secret", NULL);
+    CHECK_EQ(v.Reported, 1);
+    CHECK(AgentshEventWait(&core.Notify.Wake, 0)); /* the batch is full: the worker is woken */
+    CHECK(AgentshCoreRunNotifications(&core, 0));
+    CHECK_EQ(port.Notifications, 1 + AGENTSH_NOTIFY_LAZY_BATCH);
+    CHECK(!AgentshEventWait(&core.Notify.Wake, 0));
+    CHECK(AgentshCoreProcessCreated(&core, 104, 100, 100, &img));
+    CHECK(AgentshEventWait(&core.Notify.Wake, 0)); /* a process event wakes it at once */
+    CHECK(AgentshCoreRunNotifications(&core, 0));
+    CHECK_EQ(port.Notifications, 2 + AGENTSH_NOTIFY_LAZY_BATCH);
+    CoreTeardown(&core);
+}
+
 static void test_decision_events_held_bounded(void)
 {
     static uint16_t big[32767];
@@ -891,6 +928,7 @@ const TEST_CASE gCoreTests[] = {
     { "allocation_failure_paths", test_alloc_failure_paths },
     { "decision_events_cache_failmode_held_rate_limited", test_decision_events },
     { "decision_events_held_bounded_by_bytes", test_decision_events_held_bounded },
+    { "decision_events_wake_the_worker_by_the_batch", test_decision_events_wake_lazily },
     { "decision_counts_by_source_kind_operation", test_decision_counts },
     { NULL, NULL }
 };
