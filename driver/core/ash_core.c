@@ -398,8 +398,9 @@ done:
  * Notifications
  * ------------------------------------------------------------------------------------------- */
 
-/* Hold: queue even while no client is connected (the worker sends it to the next client). Returns
- * TRUE when queued; a notification not queued is counted as dropped. */
+/* Hold (decision events): queue even while no client is connected (the worker sends it to the next
+ * client), and wake the worker only by the batch (AGENTSH_NOTIFY_LAZY_BATCH). Returns TRUE when
+ * queued; a notification not queued is counted as dropped. */
 static BOOLEAN AgentshQueueNotification(_Inout_ AGENTSH_CORE *Core, _In_ const void *Message, _In_ UINT32 Size,
     _In_ BOOLEAN Hold)
 {

@@ -36,7 +36,10 @@ export class PendingChecks<T> {
     this.count++;
   }
 
-  /** The value `id` waits with, which stops waiting; undefined if it does not wait (answered, timed out, unknown). */
+  /**
+   * The value `id` waits with, which stops waiting; undefined if it does not wait (answered, timed
+   * out, unknown).
+   */
   take(id: number): T | undefined {
     const i = id & MASK;
     if (this.ids[i] === id) {
