@@ -452,6 +452,7 @@ static BOOLEAN AgentshQueueNotification(_Inout_ AGENTSH_CORE *Core, _In_ const v
 BOOLEAN AgentshCoreRunNotifications(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 WaitMs)
 {
     AGENTSH_NOTIFY_QUEUE *q = &Core->Notify;
+    UINT64 now;
     if (AgentshAtomicLoad32(&q->Stopping) != 0) {
         return FALSE;
     }
@@ -495,13 +496,11 @@ BOOLEAN AgentshCoreRunNotifications(_Inout_ AGENTSH_CORE *Core, _In_ UINT32 Wait
         }
         AgentshFree(item, AGENTSH_TAG_NOTIFY);
     }
-    {
-        /* a walk of the whole cache under its lock: once a second, not at every wait's end */
-        UINT64 now = AgentshCoreNow(Core);
-        if (now < q->ReclaimedMs || now - q->ReclaimedMs >= AGENTSH_RECLAIM_INTERVAL_MS) {
-            q->ReclaimedMs = now;
-            (void)AgentshCacheReclaimExpired(&Core->Cache, now, 4096);
-        }
+    /* a walk of the whole cache under its lock: once a second, not at every wait's end */
+    now = AgentshCoreNow(Core);
+    if (now < q->ReclaimedMs || now - q->ReclaimedMs >= AGENTSH_RECLAIM_INTERVAL_MS) {
+        q->ReclaimedMs = now;
+        (void)AgentshCacheReclaimExpired(&Core->Cache, now, 4096);
     }
     return AgentshAtomicLoad32(&q->Stopping) == 0 ? TRUE : FALSE;
 }

@@ -102,8 +102,6 @@ typedef struct _AGENTSH_CACHE_KEY {
 
 typedef struct _AGENTSH_CACHE_ENTRY AGENTSH_CACHE_ENTRY;
 
-/* An outstanding query other identical queries wait on. Reference counted: the owner holds one
- * reference, every waiter one; the last release frees it. */
 /* The answer an owner publishes to the queries waiting on it. */
 typedef struct _AGENTSH_INFLIGHT_ANSWER {
     UINT32 Decision;                 /* DECISION_ALLOW / DECISION_DENY */
@@ -113,6 +111,8 @@ typedef struct _AGENTSH_INFLIGHT_ANSWER {
     NTSTATUS QueryStatus;            /* the owner's query's status when it failed, else 0 */
 } AGENTSH_INFLIGHT_ANSWER;
 
+/* An outstanding query other identical queries wait on. Reference counted: the owner holds one
+ * reference, every waiter one; the last release frees it. */
 typedef struct _AGENTSH_INFLIGHT {
     AGENTSH_LINK Link;               /* Cache.InFlight, while outstanding; guarded by Cache.Lock */
     AGENTSH_CACHE_KEY *Key;          /* the owner's key (valid while linked) */
