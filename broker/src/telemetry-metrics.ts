@@ -95,11 +95,19 @@ interface Slot {
 const decisionSlots: Slot[] = [];
 /** The decision sources (an index each): the broker's, then the driver's own. */
 const SOURCES = ["server", "stale", "fail_mode", "driver_cache", "driver_fail_mode"];
+/** The enum values counted by small key (countDecision): kinds, operations, decisions, sources. */
+const SMALL_KINDS = 4;
+const SMALL_OPS = 32;
+const SMALL_DECISIONS = 8;
+const SMALL_SOURCES = 8;
 /**
  * By small key (countDecision): every slot there from the start, so that the array keeps fast
  * elements (written first at a high index, it became a sparse dictionary, a slower keyed load).
  */
-const slotBySmallKey: Array<Slot | undefined> = Array.from({ length: 4 * 32 * 8 * 8 }, () => undefined);
+const slotBySmallKey: Array<Slot | undefined> = Array.from(
+  { length: SMALL_KINDS * SMALL_OPS * SMALL_DECISIONS * SMALL_SOURCES },
+  () => undefined,
+);
 const slotByKey = new Map<string, Slot>();
 
 /** agentsh.decisions as it would be observed now: every series and its count (tests). */
@@ -120,8 +128,17 @@ function newSlot(attrs: Attributes): Slot {
 export function countDecision(kind: Kind, op: Operation, decision: Decision, source: string, n = 1): void {
   const si = SOURCES.indexOf(source);
   // Enum values are small integers: one array slot per combination (others: a keyed map).
-  if (si >= 0 && kind >= 0 && kind < 4 && op >= 0 && op < 32 && decision >= 0 && decision < 8) {
-    const k = ((((kind << 5) | op) << 3) | decision) * 8 + si;
+  if (
+    si >= 0 &&
+    si < SMALL_SOURCES &&
+    kind >= 0 &&
+    kind < SMALL_KINDS &&
+    op >= 0 &&
+    op < SMALL_OPS &&
+    decision >= 0 &&
+    decision < SMALL_DECISIONS
+  ) {
+    const k = ((kind * SMALL_OPS + op) * SMALL_DECISIONS + decision) * SMALL_SOURCES + si;
     let s = slotBySmallKey[k];
     if (!s) {
       s = newSlot(decisionAttrs(kind, op, decision, source));
