@@ -3,7 +3,7 @@
 // data points are what was counted, as an SDK histogram reports them; its OpenTelemetry log records
 // are emitted in batches and reach the SDK before it flushes) and root pre-sampling.
 import { Writable } from "node:stream";
-import { ROOT_CONTEXT, type SpanContext, TraceFlags, trace } from "@opentelemetry/api";
+import { ROOT_CONTEXT, type Span, type SpanContext, TraceFlags, trace } from "@opentelemetry/api";
 import { InMemoryLogRecordExporter, SimpleLogRecordProcessor } from "@opentelemetry/sdk-logs";
 import {
   AggregationTemporality,
@@ -18,8 +18,11 @@ import { createLogger, type FieldValue, isoTime, recordWriter } from "./log.js";
 import { collectFastMetrics, FastHistogram, metricProducer } from "./metrics.js";
 import { DEFAULT_TRACES_PER_SECOND, providersEpoch, startSdk } from "./sdk.js";
 import {
+  NOT_SAMPLED,
+  recording,
   rootSampling,
   rootSpanContext,
+  rootsUntilSampled,
   rootTraceBudget,
   samplerFor,
   setRootSampling,
@@ -254,6 +257,48 @@ describe("root pre-sampling", () => {
     } finally {
       setRootSampling(saved);
     }
+  });
+
+  it("counts down to the next sampled root as a draw per root would (geometric gaps)", () => {
+    for (const r of [0, -1, Number.NaN]) expect(rootsUntilSampled(r)).toBe(Number.POSITIVE_INFINITY);
+    expect(rootsUntilSampled(1, 0.999)).toBe(1);
+    // At 1/2: the first root for u in [0, 1/2), the second in [1/2, 3/4), the third in [3/4, 7/8).
+    expect(rootsUntilSampled(0.5, 0)).toBe(1);
+    expect(rootsUntilSampled(0.5, 0.49)).toBe(1);
+    expect(rootsUntilSampled(0.5, 0.5)).toBe(2);
+    expect(rootsUntilSampled(0.5, 0.76)).toBe(3);
+    // At the default 1 %: mean gap 100, and 1 - 0.99^100 (0.634) of the gaps at most 100.
+    const n = 20000;
+    let sum = 0;
+    let within100 = 0;
+    let odd = 0;
+    for (let i = 0; i < n; i++) {
+      const g = rootsUntilSampled(0.01);
+      if (!Number.isInteger(g) || g < 1) odd++;
+      sum += g;
+      if (g <= 100) within100++;
+    }
+    expect(odd).toBe(0);
+    expect(sum / n).toBeGreaterThan(96);
+    expect(sum / n).toBeLessThan(104);
+    expect(within100 / n).toBeGreaterThan(0.614);
+    expect(within100 / n).toBeLessThan(0.654);
+  });
+
+  it("tells a recording span from NOT_SAMPLED without asking NOT_SAMPLED", () => {
+    expect(recording(undefined)).toBe(false);
+    expect(recording(NOT_SAMPLED)).toBe(false);
+    let asked = 0;
+    const span = (on: boolean) =>
+      ({
+        isRecording: () => {
+          asked++;
+          return on;
+        },
+      }) as unknown as Span;
+    expect(recording(span(true))).toBe(true);
+    expect(recording(span(false))).toBe(false);
+    expect(asked).toBe(2);
   });
 });
 

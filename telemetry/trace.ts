@@ -31,6 +31,15 @@ const PRESAMPLED_CONTEXT = ROOT_CONTEXT.setValue(PRESAMPLED, true);
 /** A span that records nothing (what the API returns without an SDK), shared. */
 export const NOT_SAMPLED: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
+/**
+ * Whether `span` records. NOT_SAMPLED, the span of nearly every decision, is answered by a compare,
+ * so that the decision path calls span methods only on the spans of traced decisions (a call site
+ * that saw both kinds of span inlined less there).
+ */
+export function recording(span: Span | undefined): span is Span {
+  return span !== undefined && span !== NOT_SAMPLED && span.isRecording();
+}
+
 // The probability that a new root span is sampled: 0 without tracing, undefined when the configured
 // sampler is not a ratio one (then the SDK decides every time).
 let rootRatio: number | undefined = 0;
@@ -68,11 +77,37 @@ export function sampleNewRoot(ratio: number): boolean {
   return ratio > 0 && Math.random() < ratio && (budget === undefined || budget.take());
 }
 
+/**
+ * How many roots a Bernoulli(`ratio`) draw per root makes until it samples one, this one included
+ * (geometric, at least 1; Infinity for 0): the same distribution as a draw per root, made once per
+ * sampled root.
+ */
+export function rootsUntilSampled(ratio: number, u = Math.random()): number {
+  if (!(ratio > 0)) return Number.POSITIVE_INFINITY;
+  if (ratio >= 1) return 1;
+  return 1 + Math.floor(Math.log1p(-u) / Math.log1p(-ratio));
+}
+
+// rootSpanContext's countdown to its next sampled root. The decision path asks for every decision,
+// and 99 in 100 are not traced: a decrement and a compare answer them, small enough for V8 to inline
+// where it is asked (with a draw per root, the broker's decision function inlined the sampler instead
+// of its own calls; test/bench/HISTORY.md, sessions 40 and 41).
+let rootsLeft = Number.POSITIVE_INFINITY;
+
 /** The context to start a root span in, or undefined when this root is not sampled (start none). */
 export function rootSpanContext(): Context | undefined {
+  return --rootsLeft > 0 ? undefined : nextRoot();
+}
+
+/** The root the countdown reached: sampled at the ratio, then held to the cap; or the SDK decides. */
+function nextRoot(): Context | undefined {
   const r = rootRatio;
-  if (r === undefined) return ROOT_CONTEXT;
-  return sampleNewRoot(r) ? PRESAMPLED_CONTEXT : undefined;
+  if (r === undefined) {
+    rootsLeft = 1;
+    return ROOT_CONTEXT;
+  }
+  rootsLeft = rootsUntilSampled(r);
+  return budget === undefined || budget.take() ? PRESAMPLED_CONTEXT : undefined;
 }
 
 /**
@@ -82,6 +117,7 @@ export function rootSpanContext(): Context | undefined {
 export function setRootSampling(ratio: number | undefined, perSecond?: number): void {
   rootRatio = ratio;
   budget = perSecond === undefined ? undefined : new TraceBudget(perSecond);
+  rootsLeft = ratio === undefined ? 1 : rootsUntilSampled(ratio);
 }
 
 /** The root ratio as rootSpanContext uses it (tests). */

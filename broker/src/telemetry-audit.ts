@@ -8,7 +8,7 @@
 // (telemetry/log.ts recordWriter: the JSON line pino would write, built from precomputed keys, and
 // the OpenTelemetry log record when logs are exported) from one reused array of values.
 import { Decision } from "@agentsh/proto";
-import { type FieldValue, type Logger, recordWriter } from "@agentsh/telemetry";
+import { type FieldValue, type Logger, NOT_SAMPLED, recordWriter } from "@agentsh/telemetry";
 import type { DecisionRecord } from "./decide.js";
 import type { DriverEvent } from "./port/port-client.js";
 import { MsgType, RegOp } from "./port/protocol.js";
@@ -74,7 +74,9 @@ export function auditHook(logger: Logger): (rec: DecisionRecord) => void {
   const values: FieldValue[] = new Array(AUDIT_FIELDS.length);
   return (rec) => {
     if (!isAudited(rec)) return;
-    write(auditValues(rec, values), rec.span?.spanContext());
+    // The span has ended (decisionDone); an untraced decision's has no ids to give.
+    const span = rec.span;
+    write(auditValues(rec, values), span && span !== NOT_SAMPLED ? span.spanContext() : undefined);
   };
 }
 

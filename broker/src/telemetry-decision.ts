@@ -1,6 +1,7 @@
 // Telemetry of one uncached decision (decide.ts): its span, the decision counter, the end-to-end
 // latency histogram and the approval outcome. API only: no-ops without an SDK.
 import { type CheckRequest, Decision } from "@agentsh/proto";
+import { NOT_SAMPLED, recording, rootSpanContext } from "@agentsh/telemetry";
 import { type Attributes, type Span, SpanStatusCode } from "@opentelemetry/api";
 import type { DecisionRecord } from "./decide.js";
 import {
@@ -19,11 +20,14 @@ const OUTCOMES: Record<string, Attributes> = {
   timed_out: { outcome: "timed_out" },
 };
 
+/** The decision's root span: NOT_SAMPLED, built from nothing, unless this decision is traced. */
 export function decisionStarted(check: CheckRequest): Span {
-  return startDecisionSpan(() => ({
-    "agentsh.kind": kindName(check.kind),
-    "agentsh.operation": operationName(check.operation),
-  }));
+  const ctx = rootSpanContext();
+  if (ctx === undefined) return NOT_SAMPLED;
+  return startDecisionSpan(
+    { "agentsh.kind": kindName(check.kind), "agentsh.operation": operationName(check.operation) },
+    ctx,
+  );
 }
 
 export function decisionDone(rec: DecisionRecord): void {
@@ -34,7 +38,7 @@ export function decisionDone(rec: DecisionRecord): void {
   if (response.decision !== Decision.APPROVE) recordDecisionLatency(check.kind, source, rec.latencyMs / 1000);
   if (rec.approval) i.approvals.add(1, OUTCOMES[rec.approval]);
   const span = rec.span;
-  if (!span?.isRecording()) return;
+  if (!recording(span)) return;
   span.setAttributes({
     "agentsh.decision": decisionName(response.decision),
     "agentsh.enforced": rec.reply.decision === 0 ? "allow" : "deny",

@@ -12,12 +12,14 @@ import {
   injectTraceContext,
   NOT_SAMPLED,
   recordCarrier,
+  recording,
   rootSpanContext,
   tracerFor,
 } from "@agentsh/telemetry";
 import { status as GrpcStatus, Metadata, type ServiceError } from "@grpc/grpc-js";
 import {
   type Attributes,
+  type Context,
   ROOT_CONTEXT,
   type Span,
   SpanKind,
@@ -33,14 +35,15 @@ import { rpcClientSeries, SCOPE, SCOPE_VERSION } from "./telemetry-metrics.js";
 export const brokerTracer: () => Tracer = tracerFor({ name: SCOPE, version: SCOPE_VERSION });
 
 /**
- * The root span of one decision, or NOT_SAMPLED (shared, records nothing) when this decision is not
- * traced: then nothing is allocated, not even `attributes` (pass a function to build them).
+ * The root span of one decision in `ctx` (rootSpanContext's answer), or NOT_SAMPLED (shared, records
+ * nothing) when this decision is not traced (`ctx` undefined).
  */
-export function startDecisionSpan(attributes: Attributes | (() => Attributes)): Span {
-  const ctx = rootSpanContext();
+export function startDecisionSpan(
+  attributes: Attributes,
+  ctx: Context | undefined = rootSpanContext(),
+): Span {
   if (!ctx) return NOT_SAMPLED;
-  const attrs = typeof attributes === "function" ? attributes() : attributes;
-  return brokerTracer().startSpan("agentsh.decide", { kind: SpanKind.CLIENT, attributes: attrs }, ctx);
+  return brokerTracer().startSpan("agentsh.decide", { kind: SpanKind.CLIENT, attributes }, ctx);
 }
 
 export const POLICY_SERVICE = "agentsh.v1.PolicyService";
@@ -63,7 +66,7 @@ export class RpcCall {
   ) {
     this.own = own || !parent;
     // A decision that is not traced: no span for its RPCs either (they would be its children).
-    if (parent && !parent.isRecording()) {
+    if (parent !== undefined && !recording(parent)) {
       this.span = parent;
       return;
     }
@@ -82,7 +85,7 @@ export class RpcCall {
   /** Puts the trace context of this call in the check itself (multiplexed stream): W3C's in its
    * traceparent and tracestate, any other propagator's fields (OTEL_PROPAGATORS) in trace_context. */
   injectInto(req: CheckRequest): void {
-    if (!this.span.isRecording()) return;
+    if (!recording(this.span)) return;
     const carrier: Record<string, string> = {};
     injectTraceContext(this.span, carrier, recordCarrier);
     const { traceparent, tracestate, ...others } = carrier;
@@ -94,14 +97,14 @@ export class RpcCall {
   /** gRPC metadata with the W3C trace context of this call (unary). */
   metadata(): Metadata {
     const md = new Metadata();
-    if (this.span.isRecording()) injectTraceContext(this.span, md, metadataSetter);
+    if (recording(this.span)) injectTraceContext(this.span, md, metadataSetter);
     return md;
   }
 
   end(err?: unknown): void {
     const code = err === undefined ? GrpcStatus.OK : grpcCode(err);
     rpcClientSeries(this.service, this.method, code).record(performance.now() - this.started);
-    if (this.span.isRecording()) {
+    if (recording(this.span)) {
       this.span.setAttribute("rpc.grpc.status_code", code);
       if (!this.own) return; // the decision's span: decisionDone ends it
       if (err !== undefined)
