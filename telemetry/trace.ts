@@ -34,7 +34,7 @@ export const NOT_SAMPLED: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 /**
  * Whether `span` records. NOT_SAMPLED, the span of nearly every decision, is answered by a compare,
  * so that the decision path calls span methods only on the spans of traced decisions (a call site
- * that saw both kinds of span inlined less there).
+ * that sees both kinds of span is polymorphic).
  */
 export function recording(span: Span | undefined): span is Span {
   return span !== undefined && span !== NOT_SAMPLED && span.isRecording();
@@ -89,9 +89,9 @@ export function rootsUntilSampled(ratio: number, u = Math.random()): number {
 }
 
 // rootSpanContext's countdown to its next sampled root. The decision path asks for every decision,
-// and 99 in 100 are not traced: a decrement and a compare answer them, small enough for V8 to inline
-// where it is asked (with a draw per root, the broker's decision function inlined the sampler instead
-// of its own calls; test/bench/HISTORY.md, sessions 40 and 41).
+// and 99 in 100 are not traced: a decrement and a compare answer them, where a draw per root drew a
+// random number and ran the sampler's checks (side by side, 0.6 % more decisions, within the noise:
+// test/bench/HISTORY.md, session 41).
 let rootsLeft = Number.POSITIVE_INFINITY;
 
 /** The context to start a root span in, or undefined when this root is not sampled (start none). */
