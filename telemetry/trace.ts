@@ -72,9 +72,14 @@ export class TraceBudget {
 }
 let budget: TraceBudget | undefined;
 
+/** Whether the cap (if there is one) lets one more new trace start now; if so, it is counted. */
+function underCap(): boolean {
+  return budget === undefined || budget.take();
+}
+
 /** Whether a new root span (no valid parent) is sampled: the ratio, then the cap if there is one. */
 export function sampleNewRoot(ratio: number): boolean {
-  return ratio > 0 && Math.random() < ratio && (budget === undefined || budget.take());
+  return ratio > 0 && Math.random() < ratio && underCap();
 }
 
 /**
@@ -99,15 +104,16 @@ export function rootSpanContext(): Context | undefined {
   return --rootsLeft > 0 ? undefined : nextRoot();
 }
 
+/** Starts the countdown to the next sampled root (every root when the SDK decides). */
+function rewind(): void {
+  rootsLeft = rootRatio === undefined ? 1 : rootsUntilSampled(rootRatio);
+}
+
 /** The root the countdown reached: sampled at the ratio, then held to the cap; or the SDK decides. */
 function nextRoot(): Context | undefined {
-  const r = rootRatio;
-  if (r === undefined) {
-    rootsLeft = 1;
-    return ROOT_CONTEXT;
-  }
-  rootsLeft = rootsUntilSampled(r);
-  return budget === undefined || budget.take() ? PRESAMPLED_CONTEXT : undefined;
+  rewind();
+  if (rootRatio === undefined) return ROOT_CONTEXT;
+  return underCap() ? PRESAMPLED_CONTEXT : undefined;
 }
 
 /**
@@ -117,7 +123,7 @@ function nextRoot(): Context | undefined {
 export function setRootSampling(ratio: number | undefined, perSecond?: number): void {
   rootRatio = ratio;
   budget = perSecond === undefined ? undefined : new TraceBudget(perSecond);
-  rootsLeft = ratio === undefined ? 1 : rootsUntilSampled(ratio);
+  rewind();
 }
 
 /** The root ratio as rootSpanContext uses it (tests). */
@@ -139,7 +145,7 @@ class PresampledRatioSampler implements Sampler {
   shouldSample(ctx: Context, traceId: string): SamplingResult {
     if (ctx.getValue(PRESAMPLED) === true) return { decision: SamplingDecision.RECORD_AND_SAMPLED };
     const r = this.ratio.shouldSample(ctx, traceId);
-    if (r.decision === SamplingDecision.RECORD_AND_SAMPLED && budget !== undefined && !budget.take())
+    if (r.decision === SamplingDecision.RECORD_AND_SAMPLED && !underCap())
       return { decision: SamplingDecision.NOT_RECORD };
     return r;
   }
