@@ -136,7 +136,7 @@ export function isoTime(ms: number): string {
 // encoding each record as it is written (0.6 % more decisions, within the noise). At the usual rate
 // (a few hundred records a second, 32 in about 70 ms), side by side over twenty-four rounds:
 // encoding each record as it is written made 0.85 % fewer decisions (±0.5), batches of at most
-// 25 ms 0.7 % fewer (±0.3), and batches of up to 128 within 300 ms no more (0.25 %, ±0.5).
+// 25 ms 0.7 % fewer (±0.3), and batches of up to 128 within 300 ms no better (0.25 % more, ±0.5).
 const BATCH_MS = 100;
 /** The most records held at once (above). */
 export const BATCH_MAX = 32;
