@@ -128,16 +128,18 @@ export function isoTime(ms: number): string {
 // 15-18 µs a record in a busy broker, against about 6 µs in batches of 100 ms (side by side, 0.5 %
 // more decisions, within the noise: test/bench/HISTORY.md). The records keep their own timestamps
 // and are exported as before (OTEL_BLRP_SCHEDULE_DELAY, 1 s by default), so at most BATCH_MS is
-// added before a record reaches the exporter; held no longer than that, nearly all of them die
-// young (otlp-direct.ts says why records held for seconds did not). BATCH_MAX keeps batches short
-// when records are frequent (every decision audited: about 9000 a second): batches of 512, which
-// took tens of milliseconds to fill, made 4.7 % fewer decisions than batches of 32 side by side
-// (every round; held that long, many records outlive a scavenge), and at that rate batches of 32
-// did as well as encoding each record as it is written (0.6 % more decisions, within the noise). At
-// the usual rate (a few hundred records a second, 32 in about 70 ms) the batches do better, side by
-// side over twenty-four rounds: encoding each record as it is written made 0.85 % fewer decisions
-// (±0.5), batches of at most 25 ms 0.7 % fewer (±0.3), and batches of up to 128 within 300 ms did
-// no better (0.25 % more, ±0.5).
+// added before a record reaches the exporter. Held that long, many outlive a scavenge or two and
+// are promoted (a saturated instrumented broker's heap grows about 0.65 MB a second against 0.3
+// without telemetry), but slowly enough that its first mark-compact comes after about half a
+// minute, and its scavenges take no longer (otlp-direct.ts says what records held for seconds did).
+// BATCH_MAX keeps batches short when records are frequent (every decision audited: about 9000 a
+// second): batches of 512, which took tens of milliseconds to fill, made 4.7 % fewer decisions than
+// batches of 32 side by side (every round; held that long, many records outlive a scavenge), and at
+// that rate batches of 32 did as well as encoding each record as it is written (0.6 % more
+// decisions, within the noise). At the usual rate (a few hundred records a second, 32 in about
+// 70 ms) the batches do better, side by side over twenty-four rounds: encoding each record as it is
+// written made 0.85 % fewer decisions (±0.5), batches of at most 25 ms 0.7 % fewer (±0.3), and
+// batches of up to 128 within 300 ms did no better (0.25 % more, ±0.5).
 const BATCH_MS = 100;
 /** The most records held at once (above). */
 export const BATCH_MAX = 32;
