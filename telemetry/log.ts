@@ -139,7 +139,11 @@ export function isoTime(ms: number): string {
 // decisions, within the noise). At the usual rate (a few hundred records a second, 32 in about
 // 70 ms) the batches do better, side by side over twenty-four rounds: encoding each record as it is
 // written made 0.85 % fewer decisions (±0.5), batches of at most 25 ms 0.7 % fewer (±0.3), and
-// batches of up to 128 within 300 ms did no better (0.25 % more, ±0.5).
+// batches of up to 128 within 300 ms did no better (0.25 % more, ±0.5). Neither how they are held
+// nor where they are encoded helps: kept as the bytes of their JSON lines outside the heap and
+// parsed back at the batch, they cost the same (0.07 %, ±0.6); those bytes handed to a worker
+// thread for work like encoding cost 0.8 % more (±0.6), the main thread no less
+// (test/bench/HISTORY.md).
 const BATCH_MS = 100;
 /** The most records held at once (above). */
 export const BATCH_MAX = 32;
